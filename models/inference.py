@@ -1,0 +1,72 @@
+"""What serving and the CLI call on a loaded bundle, whatever the model.
+
+Each model family's registry entry names a `runtime(bundle)` factory that
+returns one of these. `service` and `training` both go through
+`load_runtime`, so the CLI's `synth`/`transcribe` and the HTTP API run the
+very same code.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Iterator, Protocol
+
+import numpy as np
+
+
+@dataclasses.dataclass
+class Word:
+    word: str
+    start_s: float
+    end_s: float
+    confidence: float = 1.0
+
+
+@dataclasses.dataclass
+class Transcript:
+    text: str
+    words: list[Word]
+    duration_s: float
+
+
+@dataclasses.dataclass
+class Note:
+    pitch: int  # MIDI note number, 21..108 for the piano
+    onset_s: float
+    offset_s: float
+    velocity: int  # 1..127
+
+
+class Synthesizer(Protocol):
+    sample_rate: int
+    voices: list[str]
+    streaming: bool  # chunks leave before the utterance is done
+
+    def synthesize(self, text: str, voice: str | None = None, speed: float = 1.0) -> Iterator[np.ndarray]:
+        """Float32 mono chunks in [-1, 1] at `sample_rate`."""
+
+
+class Transcriber(Protocol):
+    sample_rate: int
+
+    def transcribe_batch(self, audio: list[np.ndarray]) -> list[Transcript]:
+        """Mono float32 audio at `sample_rate`, one transcript each."""
+
+
+class PianoTranscriber(Protocol):
+    sample_rate: int
+
+    def transcribe(self, audio: np.ndarray) -> list[Note]:
+        """Mono float32 audio at `sample_rate` -> notes."""
+
+
+def load_runtime(path: str | Path):
+    """Load a bundle and build its runtime (Synthesizer, Transcriber, ...)."""
+    from models.bundle import BundleError, load_bundle
+    from models.registry import get_spec
+
+    bundle = load_bundle(path)
+    spec = get_spec(bundle.model_type)
+    if spec.runtime is None:
+        raise BundleError(f"{path}: model type {bundle.model_type!r} has no inference runtime")
+    return bundle, spec.runtime(bundle)

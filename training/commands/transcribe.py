@@ -1,0 +1,49 @@
+"""`sparsewave transcribe --model BUNDLE FILE`: speech to text, or piano to MIDI."""
+from __future__ import annotations
+
+import json
+
+from training.errors import CliError
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("transcribe", help="transcribe speech (ASR bundle) or piano audio (piano bundle)")
+    p.add_argument("audio")
+    p.add_argument("--model", required=True, help="bundle directory")
+    p.add_argument("-o", "--out", help="piano: MIDI file to write; speech: a JSON file (default: print)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from models.audio import AudioError, load_audio
+    from models.bundle import BundleError
+    from models.inference import load_runtime
+
+    try:
+        bundle, runtime = load_runtime(args.model)
+        audio = load_audio(args.audio, sample_rate=runtime.sample_rate)
+    except (BundleError, AudioError, FileNotFoundError) as exc:
+        raise CliError(str(exc)) from None
+    task = bundle.manifest.get("task")
+    if task == "asr":
+        result = runtime.transcribe_batch([audio])[0]
+        payload = {"text": result.text, "duration_s": result.duration_s,
+                   "words": [w.__dict__ for w in result.words]}
+    elif task == "piano":
+        notes = runtime.transcribe(audio)
+        payload = {"notes": [n.__dict__ for n in notes]}
+        if args.out:
+            from models.midi import notes_to_midi
+
+            notes_to_midi(notes).write(args.out)
+            print(f"wrote {args.out}: {len(notes)} notes")
+            return 0
+    else:
+        raise CliError(f"{args.model} is a {task} bundle; transcribe needs an asr or piano bundle")
+    text = json.dumps(payload, indent=2)
+    if args.out:
+        with open(args.out, "w") as handle:
+            handle.write(text)
+    else:
+        print(text)
+    return 0

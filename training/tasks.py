@@ -1,0 +1,44 @@
+"""The explicit registry of training tasks: CLI name -> Objective class.
+
+Each model family adds one line to `_builtin_tasks`; `register_task` is for
+objectives defined outside the package (the loop's own tests use it).
+"""
+from __future__ import annotations
+
+from training.errors import CliError
+from training.objective import Objective
+
+_EXTRA: dict[str, type[Objective]] = {}
+
+# What each planned task needs, for a clear message until it lands.
+PLANNED = {
+    "wavernn": "the WaveRNN model and trainer (issue 5)",
+    "wavenet": "the WaveNet teacher (issue 6)",
+    "parallel-wavenet": "the Parallel WaveNet student and distillation (issue 6)",
+    "gan-tts": "the GAN-TTS generator and discriminators (issue 7)",
+    "eats": "the EATS aligner and trainer (issue 8)",
+    "deepspeech": "the Deep Speech 2 recognizer (issue 9)",
+    "onsets-frames": "the Onsets and Frames transcriber (issue 10)",
+}
+
+
+def _builtin_tasks() -> dict[str, type[Objective]]:
+    return {}
+
+
+def register_task(objective: type[Objective]) -> type[Objective]:
+    _EXTRA[objective.name] = objective
+    return objective
+
+
+def task_names() -> list[str]:
+    return sorted({*_builtin_tasks(), *_EXTRA, *PLANNED})
+
+
+def get_task(name: str) -> type[Objective]:
+    tasks = {**_builtin_tasks(), **_EXTRA}
+    if name in tasks:
+        return tasks[name]
+    if name in PLANNED:
+        raise CliError(f"task {name!r} is not available yet: this build lacks {PLANNED[name]}")
+    raise CliError(f"unknown task {name!r}; known: {', '.join(task_names())}")
