@@ -1,0 +1,1 @@
+"""One module per training objective (teacher forcing, distillation, GAN, CTC, onset/frame)."""
