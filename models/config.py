@@ -40,6 +40,13 @@ def config_from_dict(cls: type[T], data: dict[str, Any] | None) -> T:
     unknown = sorted(set(data) - names)
     if unknown:
         raise ValueError(f"{cls.__name__}: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+    defaults = {f.name: f.default for f in dataclasses.fields(cls)
+                if dataclasses.is_dataclass(f.default) and not isinstance(f.default, type)}
+    for key, default in defaults.items():
+        # A partly given section keeps the other values of its default instance
+        # (a run config's default may differ from the section class's own).
+        if isinstance(data.get(key), dict):
+            data[key] = {**config_to_dict(default), **data[key]}
     kwargs = {key: _coerce(hints[key], value, f"{cls.__name__}.{key}") for key, value in data.items()}
     return cls(**kwargs)
 

@@ -68,6 +68,7 @@ class Steps:
         self.optimizers, self.schedulers, self.scalers = optimizers, schedulers, scalers
         self.grad_clip = grad_clip
         self.grad_norms: dict[str, float] = {}
+        self.pre_step_hooks: list = []  # called with the optimizer just before it steps
 
     def step(self, name: str, loss: torch.Tensor) -> None:
         if not torch.isfinite(loss.detach()).all() and name not in self.scalers:
@@ -81,6 +82,8 @@ class Steps:
         params = [p for group in opt.param_groups for p in group["params"] if p.grad is not None]
         if self.grad_clip > 0 and params:
             self.grad_norms[name] = float(torch.nn.utils.clip_grad_norm_(params, self.grad_clip))
+        for hook in self.pre_step_hooks:
+            hook(opt)
         if scaler:
             scaler.step(opt)  # skipped when the grads overflowed
             scaler.update()
@@ -142,6 +145,8 @@ class Run:
         if self.loop.precision == "fp16":
             self.scalers = {k: torch.amp.GradScaler("cuda") for k in self.optimizers}
         self.steps = Steps(self.optimizers, self.schedulers, self.scalers, optim_cfg.grad_clip)
+        if self.objective.sparsifier is not None:
+            self.steps.pre_step_hooks.append(self.objective.sparsifier.before_optimizer_step)
 
     def _state(self) -> dict[str, Any]:
         return {
@@ -299,7 +304,10 @@ class Run:
         with open(self.run_dir / "metrics.jsonl", "a") as handle:
             handle.write(json.dumps({"step": self.step, "split": split, **metrics}) + "\n")
         if bar is not None and "loss" in metrics:
-            bar.set_postfix(loss=f"{metrics['loss']:.4f}", items_s=f"{metrics.get('items_per_s', 0):.1f}")
+            postfix = {"loss": f"{metrics['loss']:.4f}", "items_s": f"{metrics.get('items_per_s', 0):.1f}"}
+            if "sparsity/overall" in metrics:
+                postfix["sparsity"] = f"{metrics['sparsity/overall']:.3f}"
+            bar.set_postfix(postfix)
 
 
 class _Window:

@@ -33,6 +33,9 @@ class Objective:
 
     def __init__(self, config: Any):
         self.config = config
+        # Set in build_modules when the run prunes (training/sparsity); the
+        # hooks below then drive it, checkpoint it and report it in bundles.
+        self.sparsifier = None
 
     # --- built once per run -------------------------------------------------
     def build_modules(self) -> dict[str, nn.Module]:
@@ -64,17 +67,18 @@ class Objective:
 
     def after_step(self, modules: dict[str, nn.Module], step: int) -> dict[str, float]:
         """Hook after the optimizer steps (pruning schedules live here)."""
-        return {}
+        return self.sparsifier.after_step(step) if self.sparsifier is not None else {}
 
     def log_media(self, modules: dict[str, nn.Module], writer, step: int) -> None:
         """Optional audio or figures for TensorBoard at validation time."""
 
     # --- objective state kept in checkpoints (masks, say) ---------------------
     def state_dict(self) -> dict[str, Any]:
-        return {}
+        return {"sparsifier": self.sparsifier.state_dict()} if self.sparsifier is not None else {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        pass
+        if self.sparsifier is not None and "sparsifier" in state:
+            self.sparsifier.load_state_dict(state["sparsifier"])
 
     # --- export ---------------------------------------------------------------
     def export(self, modules: dict[str, nn.Module], out: str, provenance: dict[str, Any], package_version: str):
@@ -105,7 +109,7 @@ class Objective:
         return {}
 
     def sparsity_report(self, modules: dict[str, nn.Module]) -> dict[str, Any]:
-        return {}
+        return self.sparsifier.describe() if self.sparsifier is not None else {}
 
     def licence(self) -> str:
         return "unspecified"

@@ -27,3 +27,10 @@ def test_wrong_type_is_named():
 def test_malformed_override():
     with pytest.raises(ValueError, match="section.key=value"):
         load_config(TinyRunConfig, None, ["loop.max_steps"])
+
+
+def test_partial_section_keeps_the_run_configs_own_defaults():
+    cfg = load_config(TinyRunConfig, None, ["sparsity.method=gmp"])
+    assert cfg.sparsity.method == "gmp"
+    assert cfg.sparsity.block == (4, 1)  # TinyRunConfig's default, not SparsityConfig's (16, 1)
+    assert cfg.loop.ckpt_every == 20

@@ -19,13 +19,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from models.registry import register  # noqa: E402
 from training.config import LoopConfig, OptimConfig  # noqa: E402
 from training.objective import Objective  # noqa: E402
+from training.sparsity import SparsityConfig, Sparsifier  # noqa: E402
 from training.tasks import register_task  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)
 class TinyConfig:
     n_in: int = 8
-    hidden: int = 16
+    hidden: int = 64
     dropout: float = 0.1
 
 
@@ -54,6 +55,8 @@ class TinyRunConfig:
     optim: OptimConfig = OptimConfig(lr=1e-2)
     loop: LoopConfig = LoopConfig(max_steps=100, batch_size=16, log_every=10, val_every=50, ckpt_every=20,
                                   progress=False)
+    sparsity: SparsityConfig = SparsityConfig(include=(r"net\.0\.weight",), block=(4, 1), min_size=64,
+                                              start_step=10, end_step=60, every=10)
 
 
 class TinyDataset:
@@ -80,7 +83,10 @@ class TinyObjective(Objective):
     task = "test"
 
     def build_modules(self):
-        return {"model": TinyMLP(self.config.model)}
+        model = TinyMLP(self.config.model)
+        if self.config.sparsity.method != "none":
+            self.sparsifier = Sparsifier(self.config.sparsity, model)
+        return {"model": model}
 
     def train_dataset(self):
         return TinyDataset(self.config.data.n_items, self.config.data.noise)
