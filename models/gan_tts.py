@@ -1,0 +1,202 @@
+"""GAN-TTS (Binkowski et al. 2019): a feed-forward generator from 200 Hz
+conditioning features to the waveform.
+
+    features (B, C, T_frames) at 200 Hz, noise (B, noise_dim), speaker (B,)
+      -> conv3 -> GBlocks (upsampling by `upsample`, product = hop) -> conv3 -> tanh
+      -> audio (B, T_frames * hop)
+
+A GBlock is two residual sub-blocks; each layer is conditional batch norm
+(scale and shift from a linear map of [noise, speaker embedding]), ReLU,
+(nearest upsampling), dilated conv; dilations 1, 2 then 4, 8.
+
+The generator takes any conditioning with `in_channels` channels at 200 Hz,
+so EATS (issue 8) reuses it as its decoder on the aligner's output. In eval
+mode batch norm uses its running statistics, so inference is a fixed
+function of (features, noise, speaker): that is the ONNX graph.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+FRAME_RATE_HZ = 200
+
+
+@dataclasses.dataclass(frozen=True)
+class GanTTSConfig:
+    sample_rate: int = 16000
+    in_channels: int = 64  # conditioning channels (the frontend's feature dim)
+    noise_dim: int = 128
+    n_speakers: int = 1  # 0: no speaker embedding
+    speaker_dim: int = 16
+    # output channels and upsampling factor per GBlock; factors multiply to hop
+    channels: tuple[int, ...] = (256, 256, 128, 128, 96, 64, 32)
+    upsample: tuple[int, ...] = (1, 1, 2, 2, 2, 2, 5)
+    pre_kernel: int = 3
+    bn_momentum: float = 0.01  # slow running stats: the eval-mode function is the average generator
+
+    def __post_init__(self):
+        if len(self.channels) != len(self.upsample):
+            raise ValueError("channels and upsample need one entry per GBlock")
+        if self.sample_rate % FRAME_RATE_HZ:
+            raise ValueError(f"sample_rate {self.sample_rate} is not a multiple of {FRAME_RATE_HZ} Hz")
+        if math.prod(self.upsample) != self.hop_length:
+            raise ValueError(f"upsample factors {self.upsample} multiply to {math.prod(self.upsample)}, "
+                             f"not hop {self.hop_length} = sample_rate / {FRAME_RATE_HZ}")
+
+    @property
+    def hop_length(self) -> int:
+        return self.sample_rate // FRAME_RATE_HZ
+
+    @property
+    def cond_dim(self) -> int:
+        return self.noise_dim + (self.speaker_dim if self.n_speakers > 0 else 0)
+
+
+def default_upsample(sample_rate: int) -> tuple[int, ...]:
+    """The paper's (1, 1, 2, 2, 2, 3, 5) at 24 kHz, (1, 1, 2, 2, 2, 2, 5) at 16 kHz."""
+    return {24000: (1, 1, 2, 2, 2, 3, 5), 16000: (1, 1, 2, 2, 2, 2, 5)}[sample_rate]
+
+
+class ConditionalBatchNorm(nn.Module):
+    """BatchNorm1d without affine; scale 1 + W z and shift V z from the condition z."""
+
+    def __init__(self, channels: int, cond_dim: int, momentum: float):
+        super().__init__()
+        self.norm = nn.BatchNorm1d(channels, affine=False, momentum=momentum)
+        self.scale = nn.Linear(cond_dim, channels)
+        self.shift = nn.Linear(cond_dim, channels)
+        for lin in (self.scale, self.shift):  # near the identity at first
+            nn.init.normal_(lin.weight, std=0.02)
+            nn.init.zeros_(lin.bias)
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:  # (B, C, T), (B, D)
+        return self.norm(x) * (1 + self.scale(z)).unsqueeze(-1) + self.shift(z).unsqueeze(-1)
+
+
+def _conv(cin: int, cout: int, kernel: int = 3, dilation: int = 1) -> nn.Conv1d:
+    conv = nn.Conv1d(cin, cout, kernel, padding=dilation * (kernel - 1) // 2, dilation=dilation)
+    nn.init.orthogonal_(conv.weight)
+    nn.init.zeros_(conv.bias)
+    return conv
+
+
+def _upsample(x: torch.Tensor, factor: int) -> torch.Tensor:
+    return x if factor == 1 else F.interpolate(x, scale_factor=float(factor), mode="nearest")
+
+
+class GBlock(nn.Module):
+    """(B, cin, T) -> (B, cout, T * factor); two residual sub-blocks."""
+
+    def __init__(self, cin: int, cout: int, factor: int, cond_dim: int, momentum: float):
+        super().__init__()
+        self.factor = factor
+        self.bn1 = ConditionalBatchNorm(cin, cond_dim, momentum)
+        self.conv1 = _conv(cin, cout, dilation=1)
+        self.bn2 = ConditionalBatchNorm(cout, cond_dim, momentum)
+        self.conv2 = _conv(cout, cout, dilation=2)
+        self.skip = _conv(cin, cout, kernel=1)
+        self.bn3 = ConditionalBatchNorm(cout, cond_dim, momentum)
+        self.conv3 = _conv(cout, cout, dilation=4)
+        self.bn4 = ConditionalBatchNorm(cout, cond_dim, momentum)
+        self.conv4 = _conv(cout, cout, dilation=8)
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(_upsample(F.relu(self.bn1(x, z)), self.factor))
+        h = self.conv2(F.relu(self.bn2(h, z)))
+        x = h + self.skip(_upsample(x, self.factor))
+        h = self.conv3(F.relu(self.bn3(x, z)))
+        h = self.conv4(F.relu(self.bn4(h, z)))
+        return x + h
+
+
+class GanTTSGenerator(nn.Module):
+    """features (B, in_channels, T_frames), noise (B, noise_dim), speaker (B,) -> audio (B, T_frames * hop)."""
+
+    def __init__(self, config: GanTTSConfig):
+        super().__init__()
+        self.config = config
+        self.speaker = nn.Embedding(config.n_speakers, config.speaker_dim) if config.n_speakers > 0 else None
+        self.pre = _conv(config.in_channels, config.channels[0], kernel=config.pre_kernel)
+        blocks, cin = [], config.channels[0]
+        for cout, factor in zip(config.channels, config.upsample):
+            blocks.append(GBlock(cin, cout, factor, config.cond_dim, config.bn_momentum))
+            cin = cout
+        self.blocks = nn.ModuleList(blocks)
+        self.post = _conv(cin, 1, kernel=3)
+
+    def condition(self, noise: torch.Tensor, speaker: torch.Tensor | None) -> torch.Tensor:
+        """[noise, speaker embedding]: (B, cond_dim)."""
+        if self.speaker is None:
+            return noise
+        if speaker is None:
+            speaker = torch.zeros(noise.shape[0], dtype=torch.long, device=noise.device)
+        return torch.cat([noise, self.speaker(speaker)], dim=-1)
+
+    def forward(self, features: torch.Tensor, noise: torch.Tensor,
+                speaker: torch.Tensor | None = None) -> torch.Tensor:
+        z = self.condition(noise, speaker)
+        x = self.pre(features)
+        for block in self.blocks:
+            x = block(x, z)
+        return torch.tanh(self.post(x)).squeeze(1)
+
+    @torch.no_grad()
+    def generate(self, features: torch.Tensor, speaker: torch.Tensor | None = None,
+                 seed: int = 0, noise_scale: float = 1.0) -> torch.Tensor:
+        """Inference: noise drawn from `seed`; eval-mode batch norm. (B, C, T) -> (B, T * hop)."""
+        g = torch.Generator().manual_seed(seed)
+        noise = noise_scale * torch.randn(features.shape[0], self.config.noise_dim, generator=g)
+        return self(features, noise.to(features.device), speaker)
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def export_onnx(model: GanTTSGenerator, path: str | Path, frames: int = 40, opset: int = 17) -> Path:
+    """ONNX graph (features, noise, speaker) -> audio, dynamic batch and length."""
+    model = model.eval()
+    cfg = model.config
+    features = torch.randn(1, cfg.in_channels, frames)
+    noise = torch.randn(1, cfg.noise_dim)
+    speaker = torch.zeros(1, dtype=torch.long)
+    with warnings.catch_warnings():  # the TorchScript exporter's deprecation notice
+        warnings.simplefilter("ignore", DeprecationWarning)
+        _export(model, (features, noise, speaker), path, opset)
+    return Path(path)
+
+
+def _export(model: nn.Module, args: tuple, path: str | Path, opset: int) -> None:
+    torch.onnx.export(
+        model, args, str(path), dynamo=False, opset_version=opset,
+        input_names=["features", "noise", "speaker"], output_names=["audio"],
+        dynamic_axes={"features": {0: "batch", 2: "frames"}, "noise": {0: "batch"},
+                      "speaker": {0: "batch"}, "audio": {0: "batch", 1: "samples"}},
+    )
+
+
+def onnx_session(path: str | Path, threads: int = 0):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def run_onnx(session, features: np.ndarray, noise: np.ndarray, speaker: np.ndarray) -> np.ndarray:
+    """(B, C, T) float32, (B, noise_dim) float32, (B,) int64 -> (B, T * hop)."""
+    feeds = {"features": features.astype(np.float32), "noise": noise.astype(np.float32)}
+    if "speaker" in {i.name for i in session.get_inputs()}:
+        feeds["speaker"] = speaker.astype(np.int64)
+    return session.run(["audio"], feeds)[0]
