@@ -34,3 +34,8 @@ def test_bad_bundle_path_is_one_line(tmp_path, capsys):
 def test_unknown_benchmark(capsys):
     assert main(["bench", "nothing_here"]) == 2
     assert "no benchmark" in capsys.readouterr().err
+
+
+def test_transcribe_reports_missing_audio_in_one_line(tmp_path, capsys):
+    assert main(["transcribe", str(tmp_path / "none.wav"), "--model", str(tmp_path / "none")]) == 2
+    assert capsys.readouterr().err.strip().count("\n") == 0

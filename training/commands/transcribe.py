@@ -15,13 +15,14 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from models.audio import AudioError, load_audio
+    from models.audio import AudioError, read_audio, resample
     from models.bundle import BundleError
     from models.inference import load_runtime
 
     try:
         bundle, runtime = load_runtime(args.model)
-        audio = load_audio(args.audio, sample_rate=runtime.sample_rate)
+        audio, sample_rate = read_audio(args.audio)
+        audio = resample(audio, sample_rate, runtime.sample_rate)
     except (BundleError, AudioError, FileNotFoundError) as exc:
         raise CliError(str(exc)) from None
     task = bundle.manifest.get("task")
