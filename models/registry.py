@@ -30,7 +30,9 @@ _EXTRA: dict[str, ModelSpec] = {}
 def _builtin_specs() -> dict[str, ModelSpec]:
     # One line per model family; imports stay inside so that loading one
     # model type does not import every other family.
-    return {}
+    return {
+        "deepspeech2": __import__("models.deepspeech2", fromlist=["model_spec"]).model_spec(),
+    }
 
 
 class UnknownModelType(ValueError):

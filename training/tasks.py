@@ -17,13 +17,14 @@ PLANNED = {
     "parallel-wavenet": "the Parallel WaveNet student and distillation (issue 6)",
     "gan-tts": "the GAN-TTS generator and discriminators (issue 7)",
     "eats": "the EATS aligner and trainer (issue 8)",
-    "deepspeech": "the Deep Speech 2 recognizer (issue 9)",
     "onsets-frames": "the Onsets and Frames transcriber (issue 10)",
 }
 
 
 def _builtin_tasks() -> dict[str, type[Objective]]:
-    return {}
+    return {
+        "deepspeech2": __import__("training.objectives.deepspeech2", fromlist=["X"]).DeepSpeech2Objective,
+    }
 
 
 def register_task(objective: type[Objective]) -> type[Objective]:

@@ -4,6 +4,7 @@ from training.commands import (
     data,
     evaluate,
     export,
+    lm,
     resume,
     serve,
     synth,
@@ -11,4 +12,4 @@ from training.commands import (
     transcribe,
 )
 
-COMMANDS = [train, resume, export, evaluate, data, synth, transcribe, serve, bench]
+COMMANDS = [train, resume, export, evaluate, lm, data, synth, transcribe, serve, bench]

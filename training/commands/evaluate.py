@@ -7,7 +7,6 @@ from training.errors import CliError
 PLANNED = {
     "fdsd": "Frechet/Kernel DeepSpeech Distance needs the GAN-TTS model and Deep Speech 2 (issues 7, 9)",
     "onsets-frames": "piano note/frame F1 needs the Onsets and Frames model (issue 10)",
-    "asr": "word error rate needs the Deep Speech 2 recognizer (issue 9)",
     "tts": "intelligibility and copy-synthesis quality need a TTS model (issue 5)",
 }
 
@@ -20,7 +19,28 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+def eval_asr(args) -> int:
+    """WER/CER of an ASR bundle on the corpus's test split (held-out voices and sentences)."""
+    import json
+
+    from models.bundle import BundleError
+    from models.inference import load_runtime
+    from training.objectives.deepspeech2 import evaluate_transcriber, split_audio
+
+    if not args.model or not args.data:
+        raise CliError("eval asr needs --model BUNDLE and --data CORPUS_DIR")
+    try:
+        _, runtime = load_runtime(args.model)
+        audio, refs, _ = split_audio(args.data, "test", sample_rate=runtime.sample_rate)
+    except (BundleError, FileNotFoundError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+    print(json.dumps({"split": "test", **evaluate_transcriber(runtime, audio, refs)}))
+    return 0
+
+
 def run(args) -> int:
+    if args.kind == "asr":
+        return eval_asr(args)
     if args.kind in PLANNED:
         raise CliError(f"eval {args.kind} is not available yet: {PLANNED[args.kind]}")
     raise CliError(f"unknown evaluation {args.kind!r}; known: {', '.join(sorted(PLANNED))}")

@@ -1,0 +1,219 @@
+"""Transcribers built from a Deep Speech 2 bundle: batched and streaming.
+
+`DeepSpeech2Transcriber.transcribe_batch` pads a list of utterances into one
+batch (Batch Dispatch: the service hands it whatever arrived together), runs
+the acoustic model once (torch or onnxruntime), then decodes each utterance
+(greedy, or beam search with the bundle's n-gram LM) and aligns word times.
+`DeepSpeech2Stream` feeds a growing stream through the unidirectional model
+and returns partial text; `finish()` gives what the whole file gives.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from models.deepspeech2.decode import BeamConfig, beam_search, greedy_labels, labels_to_text, word_timings
+from models.deepspeech2.features import LogMel, asr_feature_config, batch_audio
+from models.features import FeatureConfig
+from models.deepspeech2.model import DeepSpeech2
+from models.inference import Transcript
+from models.ngram import NGramLM
+
+LM_ASSET = "lm.arpa"
+
+
+class DeepSpeech2Transcriber:
+    """A `models.inference.Transcriber`: list of float32 mono arrays -> transcripts."""
+
+    def __init__(self, model: DeepSpeech2, features: FeatureConfig | None = None, lm: NGramLM | None = None,
+                 beam: BeamConfig = BeamConfig(), decoder: str = "beam", onnx_path: str | Path | None = None,
+                 engine: str = "torch", threads: int | None = None):
+        if decoder not in ("beam", "greedy"):
+            raise ValueError(f"decoder={decoder!r}; choose beam or greedy")
+        self.model = model.eval()
+        self.features = features = features or asr_feature_config()
+        self.logmel = LogMel(features)
+        self.sample_rate = features.sample_rate
+        self.lm, self.beam, self.decoder = lm, beam, decoder
+        self.frame_s = features.hop_length * model.time_stride / features.sample_rate
+        self.session = None
+        if engine == "onnx":
+            if onnx_path is None:
+                raise ValueError("engine=onnx needs the bundle's model.onnx")
+            import onnxruntime as ort
+
+            options = ort.SessionOptions()
+            if threads:
+                options.intra_op_num_threads = threads
+            self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        elif engine != "torch":
+            raise ValueError(f"engine={engine!r}; choose torch or onnx")
+
+    @classmethod
+    def from_bundle(cls, bundle, **overrides) -> "DeepSpeech2Transcriber":
+        from models.registry import model_from_bundle
+
+        model = model_from_bundle(bundle)
+        defaults = {**bundle.manifest.get("inference_defaults", {}), **overrides}
+        lm = NGramLM.from_arpa(bundle.file(LM_ASSET)) if LM_ASSET in bundle.manifest["files"] else None
+        beam_keys = {f.name for f in dataclasses.fields(BeamConfig)}
+        beam = BeamConfig(**{k: v for k, v in defaults.items() if k in beam_keys})
+        return cls(model, FeatureConfig.from_dict(bundle.manifest["feature_config"]), lm=lm,
+                   beam=beam, decoder=defaults.get("decoder", "beam" if lm else "greedy"),
+                   onnx_path=bundle.onnx_path, engine=defaults.get("engine", "torch"))
+
+    # --- acoustic model ---------------------------------------------------------
+    @torch.no_grad()
+    def log_probs(self, audio: list[np.ndarray]) -> list[np.ndarray]:
+        """One padded batch through the model -> per utterance (T'_i, n_classes) log-probabilities."""
+        if not audio:
+            return []
+        wave, n_samples = batch_audio(audio)
+        feats = self.logmel(wave)
+        lengths = torch.tensor([self.logmel.n_frames(int(n)) for n in n_samples])
+        if self.session is not None:
+            out, out_lengths = self.session.run(None, {"features": feats.numpy(), "lengths": lengths.numpy()})
+        else:
+            out, out_lengths = self.model.infer(feats, lengths)
+            out, out_lengths = out.numpy(), out_lengths.numpy()
+        return [out[i, : int(out_lengths[i])] for i in range(len(audio))]
+
+    # --- decoding -----------------------------------------------------------------
+    def decode(self, log_probs: np.ndarray, duration_s: float) -> Transcript:
+        if self.decoder == "beam":
+            labels = beam_search(log_probs, self.lm, self.beam)
+        else:
+            labels = greedy_labels(log_probs)
+        text = labels_to_text(labels)
+        clean = [c for c in labels]
+        return Transcript(text=text, words=word_timings(log_probs, clean, self.frame_s, duration_s),
+                          duration_s=duration_s)
+
+    def transcribe_batch(self, audio: list[np.ndarray]) -> list[Transcript]:
+        probs = self.log_probs(audio)
+        return [self.decode(p, len(a) / self.sample_rate) for p, a in zip(probs, audio)]
+
+    def stream(self) -> "DeepSpeech2Stream":
+        return DeepSpeech2Stream(self)
+
+
+class DeepSpeech2Stream:
+    """Incremental transcription with a unidirectional model.
+
+    `feed(chunk)` takes float32 mono audio at the transcriber's sample rate and
+    returns the greedy text so far; `finish()` flushes the lookahead and
+    decodes the whole utterance as `transcribe_batch` would.
+    """
+
+    def __init__(self, transcriber: DeepSpeech2Transcriber):
+        model = transcriber.model
+        if model.config.bidirectional:
+            raise ValueError("streaming needs a unidirectional model (bidirectional=false, lookahead>0)")
+        self.t = transcriber
+        self.model = model
+        # Samples not yet framed, starting with log_mel's n_fft // 2 zeros of centring.
+        self.audio = torch.zeros(1, transcriber.features.n_fft // 2)
+        self.n_samples = 0
+        self.frames_done = 0
+        front = model.frontend
+        # Normalized frames waiting for the frontend, starting with its left padding.
+        self.frames = torch.zeros(1, front.pad_left, model.config.n_mels)
+        self.frontend_out = 0  # frontend outputs produced so far
+        self.states: list[torch.Tensor | None] = [None] * len(model.rnns)
+        self.top = torch.zeros(1, 0, model.config.rnn_hidden)  # awaiting the row convolution
+        self.out: list[np.ndarray] = []
+
+    @torch.no_grad()
+    def _frames(self, final: bool) -> None:
+        cfg = self.t.features
+        hop, n_fft = cfg.hop_length, cfg.n_fft
+        if final:  # the frames the whole file has, the last ones over zeros
+            n = cfg.n_frames(self.n_samples) - self.frames_done
+            need = (n - 1) * hop + n_fft
+            if n > 0 and self.audio.shape[1] < need:
+                self.audio = F.pad(self.audio, (0, need - self.audio.shape[1]))
+        else:
+            n = (self.audio.shape[1] - n_fft) // hop + 1 if self.audio.shape[1] >= n_fft else 0
+        if n <= 0:
+            return
+        feats = self.t.logmel.frames_valid(self.audio[:, : (n - 1) * hop + n_fft])
+        self.audio = self.audio[:, n * hop:]
+        self.frames_done += n
+        mask = torch.ones(1, n, dtype=torch.bool)
+        self.frames = torch.cat([self.frames, self.model.input_norm(feats, mask)], 1)
+
+    @torch.no_grad()
+    def _advance(self, final: bool) -> None:
+        front = self.model.frontend
+        if final:
+            self.frames = F.pad(self.frames, (0, 0, 0, front.pad_right))
+            n_out = -(-self.frames_done // front.stride) - self.frontend_out
+        else:
+            n_out = (self.frames.shape[1] - front.field) // front.stride + 1 if self.frames.shape[1] >= front.field else 0
+        if n_out > 0:
+            needed = (n_out - 1) * front.stride + front.field
+            h = front.forward_valid(self.frames[:, :needed])
+            self.frames = self.frames[:, n_out * front.stride:]
+            self.frontend_out += n_out
+            mask = torch.ones(1, n_out, dtype=torch.bool)
+            lengths = torch.tensor([n_out])
+            for i in range(len(self.model.rnns)):
+                h, self.states[i] = self.model.rnn_layer(i, h, lengths, mask, self.states[i])
+            self.top = torch.cat([self.top, h], 1)
+        tau = self.model.config.lookahead
+        if final and tau:
+            self.top = F.pad(self.top, (0, 0, 0, tau))
+        ready = self.top.shape[1] - tau
+        if ready > 0:
+            h = self.model.row_conv.forward_valid(self.top) if self.model.row_conv is not None else self.top
+            self.top = self.top[:, ready:]
+            self.out.append(self.model.head(h).log_softmax(-1)[0].numpy())
+
+    def feed(self, chunk: np.ndarray) -> str:
+        chunk = torch.from_numpy(np.asarray(chunk, dtype=np.float32)).reshape(1, -1)
+        self.audio = torch.cat([self.audio, chunk], 1)
+        self.n_samples += chunk.shape[1]
+        self._frames(final=False)
+        self._advance(final=False)
+        return self.partial()
+
+    def partial(self) -> str:
+        if not self.out:
+            return ""
+        return labels_to_text(greedy_labels(np.concatenate(self.out)))
+
+    def log_probs(self) -> np.ndarray:
+        return np.concatenate(self.out) if self.out else np.zeros((0, self.model.config.n_classes), np.float32)
+
+    def finish(self) -> Transcript:
+        self._frames(final=True)
+        self._advance(final=True)
+        return self.t.decode(self.log_probs(), self.n_samples / self.t.sample_rate)
+
+
+def export_onnx(model: DeepSpeech2, path: str | Path, n_mels: int | None = None) -> Path:
+    """The acoustic model as ONNX: features (B, T, n_mels), lengths (B,) -> log-probs, lengths."""
+    model = model.eval()
+    n_mels = n_mels or model.config.n_mels
+
+    class _Infer(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, features, lengths):
+            logits, out_lengths = self.inner(features, lengths)
+            return logits.log_softmax(-1), out_lengths
+
+    feats = torch.randn(2, 50, n_mels)
+    lengths = torch.tensor([50, 37])
+    # export() restores the wrapper's mode afterwards, so the wrapper must be in eval mode too.
+    torch.onnx.export(_Infer(model).eval(), (feats, lengths), str(path), dynamo=False, opset_version=17,
+                      input_names=["features", "lengths"], output_names=["log_probs", "out_lengths"],
+                      dynamic_axes={"features": {0: "batch", 1: "time"}, "lengths": {0: "batch"},
+                                    "log_probs": {0: "batch", 1: "frames"}, "out_lengths": {0: "batch"}})
+    return Path(path)
