@@ -1,15 +1,59 @@
-"""`sparsewave data`: build corpora (speech, piano)."""
+"""`sparsewave data`: build the speech or piano corpus from packaged tools (see docs/data.md)."""
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 from training.errors import CliError
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("data", help="build the speech or piano corpus")
+    p = subparsers.add_parser("data", help="build the speech or piano corpus",
+                              description="Build a corpus from packaged tools (espeak-ng, MBROLA, flite, "
+                                          "festival, pico2wave; music21 + fluidsynth). See docs/data.md.")
     p.add_argument("kind", choices=["speech", "piano"])
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="output directory (created)")
+    p.add_argument("--limit", type=int, default=None,
+                   help="utterances (speech, default 1000) or clips (piano, default 200)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--jobs", type=int, default=min(4, os.cpu_count() or 1), help="worker processes")
+    p.add_argument("--voices", nargs="+", default=None, help="speech only: voice names (default: all installed)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    raise CliError(f"the {args.kind} corpus builder is not part of this build yet (issue 3)")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise CliError(f"--out {out} exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()):
+        raise CliError(f"--out {out} is not empty; pick a new directory")
+    if args.limit is not None and args.limit < 1:
+        raise CliError("--limit must be at least 1")
+    if args.jobs < 1:
+        raise CliError("--jobs must be at least 1")
+    if args.kind == "speech":
+        from training.data.speech import build_speech
+        from training.data.voices import BY_NAME
+
+        unknown = sorted(set(args.voices or []) - set(BY_NAME))
+        if unknown:
+            raise CliError(f"unknown voices {unknown}; choose from {sorted(BY_NAME)}")
+        try:
+            summary = build_speech(out, args.limit or 1000, args.seed, args.jobs, args.voices)
+        except ValueError as exc:
+            raise CliError(str(exc)) from exc
+    else:
+        if args.voices:
+            raise CliError("--voices applies to the speech corpus only")
+        from training.data.piano import build_piano
+
+        try:
+            summary = build_piano(out, args.limit or 200, args.seed, args.jobs)
+        except ValueError as exc:
+            raise CliError(str(exc)) from exc
+    for line in summary["lines"]:
+        print(line)
+    if summary.get("missing_voices"):
+        print(f"skipped voices that are not installed: {', '.join(summary['missing_voices'])}")
+    print(f"wrote {out}")
+    return 0
