@@ -1,0 +1,240 @@
+"""WaveRNN (Kalchbrenner et al. 2018, "Efficient Neural Audio Synthesis").
+
+One GRU-style layer over 16-bit samples split into a coarse (high 8 bits)
+and a fine (low 8 bits) byte, each scaled to [-1, 1]. Section 2 of the paper:
+
+    x_t = [c_{t-1}, f_{t-1}, c_t]        (c_t is masked out of the coarse half)
+    u = sigm(R_u h + I_u x + b),  r = sigm(R_r h + I_r x + b)
+    e = tanh(r * (R_e h + b_e) + I_e x + b),  h' = u * h + (1 - u) * e
+    P(c_t) = softmax(O2 relu(O1 y_c)),  P(f_t) = softmax(O4 relu(O3 y_f))
+
+with h' = [y_c, y_f] split in halves. This is exactly PyTorch's GRU
+(`r * (W_hn h + b_hn)`, z = u), so the teacher-forced training path runs
+aten's fused GRU over whole crops.
+
+Conditioning: frame-rate features (200 Hz linguistic features from the text
+frontend, or log-mel for copy-synthesis) plus a speaker embedding go through
+a small conv net; its output is linearly interpolated to the sample rate and
+enters the gates through the input matrix. Because the interpolation and the
+input matrix are both linear, inference projects the frames to gate space
+once and interpolates the projections per sample (models/wavernn_fused.py).
+
+Samples are handled as unsigned 16-bit integers u in [0, 65535]
+(u = pcm + 32768), coarse = u // 256, fine = u % 256.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+N_CLASSES = 256  # per byte
+
+
+@dataclasses.dataclass(frozen=True)
+class WaveRNNConfig:
+    hidden_size: int = 896
+    sample_rate: int = 16000
+    hop_length: int = 80  # samples per conditioning frame (200 Hz at 16 kHz)
+    cond_channels: int = 64  # features per frame (linguistic features or n_mels)
+    cond_kind: str = "linguistic"  # linguistic | mel
+    cond_hidden: int = 64
+    cond_kernel: int = 5
+    cond_layers: int = 2
+    n_speakers: int = 1
+    speaker_dim: int = 16
+    sparse_block: tuple[int, int] = (16, 1)  # block of the packed matrices (rows, cols of (out, in))
+
+
+# --- sample encoding -------------------------------------------------------------
+def split_samples(u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unsigned 16-bit samples (any shape, int) -> (coarse, fine) in [0, 255]."""
+    return u // N_CLASSES, u % N_CLASSES
+
+
+def audio_to_samples(audio: np.ndarray) -> np.ndarray:
+    """Float audio in [-1, 1] -> unsigned 16-bit ints (int64)."""
+    pcm = np.clip(np.round(np.asarray(audio, dtype=np.float64) * 32768.0), -32768, 32767)
+    return pcm.astype(np.int64) + 32768
+
+
+def samples_to_audio(u: np.ndarray) -> np.ndarray:
+    """Unsigned 16-bit ints -> float32 audio in [-1, 1)."""
+    return ((np.asarray(u, dtype=np.float64) - 32768.0) / 32768.0).astype(np.float32)
+
+
+def byte_to_input(b: torch.Tensor) -> torch.Tensor:
+    """A byte 0..255 as the network's input in [-1, 1]."""
+    return b.float() / 127.5 - 1.0
+
+
+def upsample_frames(frames: torch.Tensor, hop: int, n_samples: int) -> torch.Tensor:
+    """(B, K, C) frame-rate -> (B, n_samples, C): sample t = k * hop + m takes
+    (1 - m / hop) frames[k] + (m / hop) frames[min(k + 1, K - 1)]."""
+    K = frames.shape[1]
+    t = torch.arange(n_samples, device=frames.device)
+    k = torch.clamp(t // hop, max=K - 1)
+    k1 = torch.clamp(k + 1, max=K - 1)
+    a = ((t % hop).float() / hop).to(frames.dtype)[None, :, None]
+    return (1 - a) * frames[:, k] + a * frames[:, k1]
+
+
+def sample_byte(logits: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Inverse-CDF draw: (B, 256) logits, (B,) uniforms in [0, 1) -> (B,) long.
+
+    The first index whose float64 cumulative softmax mass exceeds u * total;
+    the fused sampler does exactly the same, so equal draws give equal bytes.
+    """
+    z = logits.double()
+    e = torch.exp(z - z.max(dim=-1, keepdim=True).values)
+    cdf = torch.cumsum(e, dim=-1)
+    target = u.double()[:, None] * cdf[:, -1:]
+    idx = torch.searchsorted(cdf, target, right=True).squeeze(-1)
+    return torch.clamp(idx, max=N_CLASSES - 1)
+
+
+class CondNet(nn.Module):
+    """Frame features + speaker embedding -> (B, K, cond_hidden), same length."""
+
+    def __init__(self, config: WaveRNNConfig):
+        super().__init__()
+        self.speaker = nn.Embedding(config.n_speakers, config.speaker_dim)
+        layers, ch = [], config.cond_channels + config.speaker_dim
+        for _ in range(config.cond_layers):
+            layers += [nn.Conv1d(ch, config.cond_hidden, config.cond_kernel, padding=config.cond_kernel // 2),
+                       nn.ReLU()]
+            ch = config.cond_hidden
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, cond: torch.Tensor, speaker: torch.Tensor) -> torch.Tensor:
+        # cond (B, K, C), speaker (B,) long -> (B, K, cond_hidden)
+        spk = self.speaker(speaker)[:, None, :].expand(-1, cond.shape[1], -1)
+        x = torch.cat([cond, spk], dim=-1).transpose(1, 2)
+        return self.net(x).transpose(1, 2)
+
+
+class WaveRNN(nn.Module):
+    """forward(): teacher-forced logits; generate(): the torch reference sampler."""
+
+    # Matrices pruned by the sparse schedule and stored packed in bundles.
+    SPARSE = ("weight_hh", "o1.weight", "o2.weight", "o3.weight", "o4.weight")
+
+    def __init__(self, config: WaveRNNConfig):
+        super().__init__()
+        H = config.hidden_size
+        if H % 2 or config.cond_kind not in ("linguistic", "mel"):
+            raise ValueError("hidden_size must be even; cond_kind linguistic or mel")
+        self.config = config
+        self.cond_net = CondNet(config)
+        n_in = 3 + config.cond_hidden
+        bound = 1 / H ** 0.5
+        self.weight_ih = nn.Parameter(torch.empty(3 * H, n_in).uniform_(-bound, bound))
+        self.weight_hh = nn.Parameter(torch.empty(3 * H, H).uniform_(-bound, bound))
+        self.bias_ih = nn.Parameter(torch.zeros(3 * H))
+        self.bias_hh = nn.Parameter(torch.zeros(3 * H))
+        # c_t (input column 2) reaches only the fine half of each gate.
+        mask = torch.ones(3 * H, n_in)
+        for g in range(3):
+            mask[g * H: g * H + H // 2, 2] = 0
+        self.register_buffer("input_mask", mask, persistent=False)
+        half = H // 2
+        self.o1, self.o2 = nn.Linear(half, half), nn.Linear(half, N_CLASSES)
+        self.o3, self.o4 = nn.Linear(half, half), nn.Linear(half, N_CLASSES)
+
+    # --- pieces shared by training and both samplers --------------------------
+    def masked_weight_ih(self) -> torch.Tensor:
+        return self.weight_ih * self.input_mask
+
+    def cond_frames(self, cond: torch.Tensor, speaker: torch.Tensor) -> torch.Tensor:
+        """(B, K, C), (B,) -> conditioning in gate space at frame rate (B, K, 3H),
+        input bias included."""
+        hidden = self.cond_net(cond, speaker)
+        return F.linear(hidden, self.masked_weight_ih()[:, 3:], self.bias_ih)
+
+    # --- training path ---------------------------------------------------------
+    def forward(self, samples: torch.Tensor, cond: torch.Tensor, speaker: torch.Tensor,
+                h0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher forcing.
+
+        samples (B, T + 1) unsigned 16-bit ints, sample 0 being the one before
+        the crop; cond (B, K, cond_channels) with K * hop_length >= T; speaker
+        (B,) long. Returns coarse and fine logits, each (B, T, 256), for
+        samples[:, 1:].
+        """
+        B, T = samples.shape[0], samples.shape[1] - 1
+        c, f = split_samples(samples)
+        x = torch.stack([byte_to_input(c[:, :-1]), byte_to_input(f[:, :-1]), byte_to_input(c[:, 1:])], -1)
+        hidden = upsample_frames(self.cond_net(cond, speaker), self.config.hop_length, T)
+        inp = torch.cat([x, hidden], dim=-1)  # (B, T, 3 + cond_hidden)
+        H = self.config.hidden_size
+        h0 = torch.zeros(1, B, H, dtype=inp.dtype, device=inp.device) if h0 is None else h0[None]
+        weights = [self.masked_weight_ih(), self.weight_hh, self.bias_ih, self.bias_hh]
+        out, _ = torch._VF.gru(inp, h0, weights, True, 1, 0.0, self.training, False, True)
+        y_c, y_f = out[..., : H // 2], out[..., H // 2:]
+        return self.o2(F.relu(self.o1(y_c))), self.o4(F.relu(self.o3(y_f)))
+
+    # --- the reference sampler ---------------------------------------------------
+    @torch.no_grad()
+    def generate(self, cond: torch.Tensor, speaker: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
+        """Plain torch loop, one step per sample (the spec for the fused sampler).
+
+        cond (B, K, C), speaker (B,), uniforms (B, T, 2) in [0, 1) (coarse,
+        fine draw per sample), T <= K * hop_length. Returns (B, T) unsigned
+        16-bit samples (int64). The sample before the first is 32768 (silence).
+        """
+        H, hop = self.config.hidden_size, self.config.hop_length
+        half = H // 2
+        B, T = uniforms.shape[:2]
+        frames = self.cond_frames(cond, speaker).float()  # (B, K, 3H)
+        K = frames.shape[1]
+        w_x = self.masked_weight_ih()[:, :3].float()  # (3H, 3)
+        w_hh, b_hh = self.weight_hh.float(), self.bias_hh.float()
+        h = torch.zeros(B, H)
+        c_prev = torch.full((B,), 128, dtype=torch.long)
+        f_prev = torch.zeros(B, dtype=torch.long)
+        out = torch.empty(B, T, dtype=torch.long)
+        rows = [slice(g * H, g * H + half) for g in range(3)], [slice(g * H + half, (g + 1) * H) for g in range(3)]
+        for t in range(T):
+            k, m = min(t // hop, K - 1), t % hop
+            a = m / hop
+            gi = (1 - a) * frames[:, k] + a * frames[:, min(k + 1, K - 1)]
+            gi = gi + byte_to_input(c_prev)[:, None] * w_x[:, 0] + byte_to_input(f_prev)[:, None] * w_x[:, 1]
+            gh = h @ w_hh.T + b_hh
+            h_new = torch.empty_like(h)
+            c_t = None
+            for part, sl in enumerate(rows):
+                if part == 1:
+                    gi = gi + byte_to_input(c_t)[:, None] * w_x[:, 2]
+                r = torch.sigmoid(gi[:, sl[0]] + gh[:, sl[0]])
+                z = torch.sigmoid(gi[:, sl[1]] + gh[:, sl[1]])
+                n = torch.tanh(gi[:, sl[2]] + r * gh[:, sl[2]])
+                hs = h[:, :half] if part == 0 else h[:, half:]
+                y = (1 - z) * n + z * hs
+                if part == 0:
+                    h_new[:, :half] = y
+                    c_t = sample_byte(self.o2(F.relu(self.o1(y))), uniforms[:, t, 0])
+                else:
+                    h_new[:, half:] = y
+                    f_t = sample_byte(self.o4(F.relu(self.o3(y))), uniforms[:, t, 1])
+            h = h_new
+            out[:, t] = c_t * N_CLASSES + f_t
+            c_prev, f_prev = c_t, f_t
+        return out
+
+    # --- bundles: pruned matrices stored packed ----------------------------------
+    def bundle_tensors(self) -> dict[str, torch.Tensor]:
+        from models.wavernn_fused import pack_state
+
+        return pack_state(dict(self.state_dict()), self.SPARSE, self.config.sparse_block)
+
+    def load_bundle_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        from models.bundle import BundleError
+        from models.wavernn_fused import unpack_state
+
+        try:
+            self.load_state_dict(unpack_state(tensors), strict=True)
+        except (RuntimeError, KeyError) as exc:
+            raise BundleError(f"WaveRNN weights do not match the config: {str(exc).splitlines()[0]}") from None

@@ -1,0 +1,398 @@
+"""The fused WaveRNN sampler: the whole autoregressive loop in numba.
+
+One call runs every sample of every stream in compiled code: the recurrent
+matrix and the four output matrices are block-sparse (BSR: `indptr` per
+block row, `indices` of block columns, `values` (n_blocks, br * bc)), the
+gate nonlinearities use a rational tanh (max abs error 3e-7, vectorized),
+and each byte is drawn by the same float64 inverse CDF as the torch
+reference (models/wavernn.py `sample_byte`), so equal uniforms give equal
+samples. Dense weights use the same code with every block present.
+
+Two compile settings matter on x86: the block kernels are compiled with
+LLVM's SLP vectorizer on and its loop vectorizer off, so that a 16x1
+block becomes one 16-lane FMA (the loop vectorizer would vectorize across
+blocks with gathers instead); the elementwise kernels use the default
+loop vectorizer. `_compile()` compiles them once in that order.
+
+The block kernels here are this family's own; they take plain arrays, so a
+shared implementation in kernels/ can replace them one for one.
+"""
+from __future__ import annotations
+
+import contextlib
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+from numba import njit
+from numba.core import config as numba_config
+
+PACK_SUFFIXES = (".bsr_indptr", ".bsr_indices", ".bsr_values", ".bsr_shape")
+
+
+# --- packing ---------------------------------------------------------------------
+def pack_bsr(dense: np.ndarray, block: tuple[int, int]):
+    """(R, C) float -> (indptr int32 (nbr + 1,), indices int32 (nnzb,),
+    values float32 (nnzb, br * bc)); edge blocks are zero-padded. Blocks that
+    are all zero are dropped."""
+    br, bc = block
+    R, C = dense.shape
+    pad = np.zeros(((R + br - 1) // br * br, (C + bc - 1) // bc * bc), np.float32)
+    pad[:R, :C] = dense
+    nbr, nbc = pad.shape[0] // br, pad.shape[1] // bc
+    blocks = pad.reshape(nbr, br, nbc, bc).transpose(0, 2, 1, 3)  # (nbr, nbc, br, bc)
+    keep = np.abs(blocks).sum(axis=(2, 3)) > 0
+    indptr = np.zeros(nbr + 1, np.int32)
+    indptr[1:] = np.cumsum(keep.sum(1))
+    rows, cols = np.nonzero(keep)
+    values = np.ascontiguousarray(blocks[rows, cols].reshape(-1, br * bc), dtype=np.float32)
+    return indptr, cols.astype(np.int32), values
+
+
+def dense_bsr(dense: np.ndarray, block: tuple[int, int]):
+    """Like pack_bsr but keeps every block (the dense path of the same code)."""
+    br, bc = block
+    R, C = dense.shape
+    nbr, nbc = (R + br - 1) // br, (C + bc - 1) // bc
+    pad = np.zeros((nbr * br, nbc * bc), np.float32)
+    pad[:R, :C] = dense
+    values = pad.reshape(nbr, br, nbc, bc).transpose(0, 2, 1, 3).reshape(-1, br * bc)
+    indptr = (np.arange(nbr + 1) * nbc).astype(np.int32)
+    return indptr, np.tile(np.arange(nbc, dtype=np.int32), nbr), np.ascontiguousarray(values)
+
+
+def unpack_bsr(indptr, indices, values, shape: tuple[int, int], block: tuple[int, int]) -> np.ndarray:
+    br, bc = block
+    nbr = len(indptr) - 1
+    nbc = (shape[1] + bc - 1) // bc
+    pad = np.zeros((nbr, nbc, br, bc), np.float32)
+    rows = np.repeat(np.arange(nbr), np.diff(indptr))
+    pad[rows, indices] = values.reshape(-1, br, bc)
+    return pad.transpose(0, 2, 1, 3).reshape(nbr * br, nbc * bc)[: shape[0], : shape[1]]
+
+
+def pack_state(state: dict[str, torch.Tensor], names, block) -> dict[str, torch.Tensor]:
+    """A state dict with the named matrices replaced by their BSR arrays."""
+    out = {}
+    for name, tensor in state.items():
+        if name not in names:
+            out[name] = tensor.detach().cpu().contiguous()
+            continue
+        indptr, indices, values = pack_bsr(tensor.detach().float().cpu().numpy(), block)
+        out[name + ".bsr_indptr"] = torch.from_numpy(indptr)
+        out[name + ".bsr_indices"] = torch.from_numpy(indices)
+        out[name + ".bsr_values"] = torch.from_numpy(values)
+        out[name + ".bsr_shape"] = torch.tensor([*tensor.shape, *block], dtype=torch.int64)
+    return out
+
+
+def unpack_state(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    out = {k: v for k, v in tensors.items() if not k.endswith(PACK_SUFFIXES)}
+    for key in tensors:
+        if key.endswith(".bsr_shape"):
+            name = key[: -len(".bsr_shape")]
+            R, C, br, bc = (int(v) for v in tensors[key])
+            dense = unpack_bsr(tensors[name + ".bsr_indptr"].numpy(), tensors[name + ".bsr_indices"].numpy(),
+                               tensors[name + ".bsr_values"].numpy(), (R, C), (br, bc))
+            out[name] = torch.from_numpy(np.ascontiguousarray(dense))
+    return out
+
+
+# --- block kernels (compiled with SLP on, loop vectorizer off) ---------------------
+# Written out so that numba can cache them: one register accumulator per row.
+@njit(fastmath=True, error_model="numpy", cache=True)
+def _mv_16x1(indptr, indices, values, x, y):
+    for rb in range(indptr.shape[0] - 1):
+        a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = np.float32(0.0)
+        a8 = a9 = a10 = a11 = a12 = a13 = a14 = a15 = np.float32(0.0)
+        for k in range(indptr[rb], indptr[rb + 1]):
+            x0 = x[indices[k]]
+            a0 += values[k, 0] * x0
+            a1 += values[k, 1] * x0
+            a2 += values[k, 2] * x0
+            a3 += values[k, 3] * x0
+            a4 += values[k, 4] * x0
+            a5 += values[k, 5] * x0
+            a6 += values[k, 6] * x0
+            a7 += values[k, 7] * x0
+            a8 += values[k, 8] * x0
+            a9 += values[k, 9] * x0
+            a10 += values[k, 10] * x0
+            a11 += values[k, 11] * x0
+            a12 += values[k, 12] * x0
+            a13 += values[k, 13] * x0
+            a14 += values[k, 14] * x0
+            a15 += values[k, 15] * x0
+        y[rb * 16 + 0] = a0
+        y[rb * 16 + 1] = a1
+        y[rb * 16 + 2] = a2
+        y[rb * 16 + 3] = a3
+        y[rb * 16 + 4] = a4
+        y[rb * 16 + 5] = a5
+        y[rb * 16 + 6] = a6
+        y[rb * 16 + 7] = a7
+        y[rb * 16 + 8] = a8
+        y[rb * 16 + 9] = a9
+        y[rb * 16 + 10] = a10
+        y[rb * 16 + 11] = a11
+        y[rb * 16 + 12] = a12
+        y[rb * 16 + 13] = a13
+        y[rb * 16 + 14] = a14
+        y[rb * 16 + 15] = a15
+
+
+@njit(fastmath=True, error_model="numpy", cache=True)
+def _mv_4x4(indptr, indices, values, x, y):
+    for rb in range(indptr.shape[0] - 1):
+        a0, a1, a2, a3 = np.float32(0.0), np.float32(0.0), np.float32(0.0), np.float32(0.0)
+        for k in range(indptr[rb], indptr[rb + 1]):
+            c = indices[k] * 4
+            x0, x1, x2, x3 = x[c + 0], x[c + 1], x[c + 2], x[c + 3]
+            a0 += values[k, 0] * x0 + values[k, 1] * x1 + values[k, 2] * x2 + values[k, 3] * x3
+            a1 += values[k, 4] * x0 + values[k, 5] * x1 + values[k, 6] * x2 + values[k, 7] * x3
+            a2 += values[k, 8] * x0 + values[k, 9] * x1 + values[k, 10] * x2 + values[k, 11] * x3
+            a3 += values[k, 12] * x0 + values[k, 13] * x1 + values[k, 14] * x2 + values[k, 15] * x3
+        y[rb * 4 + 0] = a0
+        y[rb * 4 + 1] = a1
+        y[rb * 4 + 2] = a2
+        y[rb * 4 + 3] = a3
+
+
+@njit(fastmath=True, error_model="numpy", cache=True)
+def _mv_any(indptr, indices, values, br, bc, x, y):
+    for rb in range(indptr.shape[0] - 1):
+        for r in range(br):
+            y[rb * br + r] = 0.0
+        for k in range(indptr[rb], indptr[rb + 1]):
+            for r in range(br):
+                for j in range(bc):
+                    y[rb * br + r] += values[k, r * bc + j] * x[indices[k] * bc + j]
+
+
+@njit(fastmath=True, error_model="numpy", cache=True)
+def bsr_mv(m, x, y):
+    """y[:rows padded to br] = W x for m = (indptr, indices, values, br, bc)."""
+    indptr, indices, values, br, bc = m
+    if br == 16 and bc == 1:
+        _mv_16x1(indptr, indices, values, x, y)
+    elif br == 4 and bc == 4:
+        _mv_4x4(indptr, indices, values, x, y)
+    else:
+        _mv_any(indptr, indices, values, br, bc, x, y)
+
+
+# --- elementwise kernels (default loop vectorizer) ---------------------------------
+@njit(fastmath=True, error_model="numpy", inline="always")
+def tanh_f(x):
+    """Rational tanh (Eigen's float approximation), clamped to [-9, 9]."""
+    x = np.float32(9.0) if x > np.float32(9.0) else x
+    x = np.float32(-9.0) if x < np.float32(-9.0) else x
+    x2 = x * x
+    p = x2 * np.float32(-2.76076847742355e-16) + np.float32(2.00018790482477e-13)
+    p = x2 * p + np.float32(-8.60467152213735e-11)
+    p = x2 * p + np.float32(5.12229709037114e-08)
+    p = x2 * p + np.float32(1.48572235717979e-05)
+    p = x2 * p + np.float32(6.37261928875436e-04)
+    p = x2 * p + np.float32(4.89352455891786e-03)
+    q = x2 * np.float32(1.19825839466702e-06) + np.float32(1.18534705686654e-04)
+    q = x2 * q + np.float32(2.26843463243900e-03)
+    q = x2 * q + np.float32(4.89352518554385e-03)
+    return x * p / q
+
+
+@njit(fastmath=True, error_model="numpy", cache=True)
+def _gates(gi, gh, h, out, lo, hi, H):
+    """GRU update of state units lo..hi (rows g * H + i of gate g)."""
+    half = np.float32(0.5)
+    for i in range(lo, hi):
+        r = half * tanh_f(half * (gi[i] + gh[i])) + half
+        z = half * tanh_f(half * (gi[H + i] + gh[H + i])) + half
+        n = tanh_f(gi[2 * H + i] + r * gh[2 * H + i])
+        out[i] = (np.float32(1.0) - z) * n + z * h[i]
+
+
+@njit(fastmath=True, error_model="numpy", cache=True)
+def _axpy(a, x, y, n):
+    for i in range(n):
+        y[i] += a * x[i]
+
+
+@njit(fastmath=True, error_model="numpy", cache=True)
+def _bias_relu(y, b, n):
+    for i in range(n):
+        v = y[i] + b[i]
+        y[i] = v if v > 0 else np.float32(0.0)
+
+
+@njit(fastmath=True, error_model="numpy", cache=True)
+def _interp(P, k, k1, a, gi, n):
+    b = np.float32(1.0 - a)
+    a32 = np.float32(a)
+    for i in range(n):
+        gi[i] = b * P[k, i] + a32 * P[k1, i]
+
+
+@njit(error_model="numpy", cache=True)
+def sample_byte(logits, b, u):
+    """Float64 inverse-CDF draw, the same as models/wavernn.py sample_byte."""
+    m = logits[0] + b[0]
+    for i in range(1, 256):
+        v = logits[i] + b[i]
+        m = v if v > m else m
+    cdf = np.empty(256)
+    total = 0.0
+    for i in range(256):
+        total += np.exp(np.float64(logits[i] + b[i]) - np.float64(m))
+        cdf[i] = total
+    target = u * total
+    for i in range(256):
+        if cdf[i] > target:
+            return i
+    return 255
+
+
+# --- one sample of one stream -----------------------------------------------------
+@njit(fastmath=True, error_model="numpy", cache=True)
+def _step(W, gi, h, hn, gh, y1, lg, wx, u_c, u_f):
+    """Advance one stream by one sample; gi (3H) holds the conditioning and
+    c_{t-1}, f_{t-1} terms. Returns (c_t, f_t); hn receives the new state."""
+    R, b_hh, O1, b1, O2, b2, O3, b3, O4, b4 = W
+    H = h.shape[0]
+    half = H // 2
+    bsr_mv(R, h, gh)
+    for i in range(3 * H):
+        gh[i] += b_hh[i]
+    _gates(gi, gh, h, hn, 0, half, H)
+    bsr_mv(O1, hn, y1)
+    _bias_relu(y1, b1, half)
+    bsr_mv(O2, y1, lg)
+    c = sample_byte(lg, b2, u_c)
+    _axpy(np.float32(c) / np.float32(127.5) - np.float32(1.0), wx[2], gi, 3 * H)
+    _gates(gi, gh, h, hn, half, H, H)
+    bsr_mv(O3, hn[half:], y1)
+    _bias_relu(y1, b3, half)
+    bsr_mv(O4, y1, lg)
+    f = sample_byte(lg, b4, u_f)
+    return c, f
+
+
+@njit(fastmath=True, error_model="numpy", cache=True)
+def _scratch(H, pad):
+    return (np.zeros(H, np.float32), np.zeros(H + pad, np.float32), np.zeros(3 * H + pad, np.float32),
+            np.zeros(3 * H, np.float32), np.zeros(H // 2 + pad, np.float32), np.zeros(256 + pad, np.float32))
+
+
+@njit(fastmath=True, error_model="numpy", nogil=True, cache=True)
+def _run_stream(W, wx, P, hop, uniforms, out):
+    """One stream: P (K, 3H) conditioning at frame rate, uniforms (T, 2) -> out (T,)."""
+    H = wx.shape[1] // 3
+    h, hn, gh, gi, y1, lg = _scratch(H, 16)
+    K = P.shape[0]
+    c_prev, f_prev = 128, 0
+    for t in range(out.shape[0]):
+        k = min(t // hop, K - 1)
+        _interp(P, k, min(k + 1, K - 1), (t % hop) / hop, gi, 3 * H)
+        _axpy(np.float32(c_prev) / np.float32(127.5) - np.float32(1.0), wx[0], gi, 3 * H)
+        _axpy(np.float32(f_prev) / np.float32(127.5) - np.float32(1.0), wx[1], gi, 3 * H)
+        c, f = _step(W, gi, h, hn, gh, y1, lg, wx, uniforms[t, 0], uniforms[t, 1])
+        h[:] = hn[:H]
+        out[t] = c * 256 + f
+        c_prev, f_prev = c, f
+
+
+_LOCK = threading.Lock()
+_READY = False
+
+
+@contextlib.contextmanager
+def _slp_only():
+    old = numba_config.LOOP_VECTORIZE, numba_config.SLP_VECTORIZE
+    numba_config.LOOP_VECTORIZE, numba_config.SLP_VECTORIZE = 0, 1
+    try:
+        yield
+    finally:
+        numba_config.LOOP_VECTORIZE, numba_config.SLP_VECTORIZE = old
+
+
+def _compile() -> None:
+    """Compile the kernels in the order their settings need (see the docstring)."""
+    global _READY
+    with _LOCK:
+        if _READY:
+            return
+        H = 32
+        f32 = np.float32
+        v = np.zeros(3 * H + 16, f32)
+        _gates(v, v, v, v, 0, 1, H)
+        _axpy(f32(1.0), v, v, 1)
+        _bias_relu(v, v, 1)
+        _interp(np.zeros((2, 3 * H), f32), 0, 1, 0.5, v, 1)
+        sample_byte(np.zeros(256, f32), np.zeros(256, f32), 0.5)
+        with _slp_only():
+            W = _warm_weights(H)
+            wx = np.zeros((3, 3 * H), f32)
+            _run_stream(W, wx, np.zeros((2, 3 * H), f32), 4, np.zeros((3, 2)), np.zeros(3, np.int64))
+        _READY = True
+
+
+def _warm_weights(H: int):
+    """Tiny weights of the types the real ones have, one matrix per block kind."""
+    def mat(R, C, block):
+        indptr, indices, values = dense_bsr(np.zeros((R, C), np.float32), block)
+        return indptr, indices, values, block[0], block[1]
+    z = np.zeros
+    blocks = [(16, 1), (4, 4), (2, 2)]
+    return (
+        mat(3 * H, H, blocks[0]), z(3 * H, np.float32), mat(H // 2, H // 2, blocks[1]), z(H // 2, np.float32),
+        mat(256, H // 2, blocks[2]), z(256, np.float32), mat(H // 2, H // 2, blocks[0]), z(H // 2, np.float32),
+        mat(256, H // 2, blocks[0]), z(256, np.float32))
+
+
+# --- the sampler object --------------------------------------------------------------
+class FusedWaveRNN:
+    """Packs a WaveRNN's weights once; `generate` runs the fused loop.
+
+    sparse=True packs the pruned matrices in `block` (dropping zero blocks);
+    sparse=False keeps every block (the dense path).
+    """
+
+    def __init__(self, model, sparse: bool = True, block: tuple[int, int] | None = None):
+        self.model = model
+        cfg = model.config
+        self.block = tuple(block or cfg.sparse_block)
+        self.hop = cfg.hop_length
+        pack = pack_bsr if sparse else dense_bsr
+        sd = {k: v.detach().float().cpu().numpy() for k, v in model.state_dict().items()}
+
+        def mat(name):
+            return (*pack(sd[name], self.block), self.block[0], self.block[1])
+        self.W = (mat("weight_hh"), sd["bias_hh"], mat("o1.weight"), sd["o1.bias"], mat("o2.weight"),
+                  sd["o2.bias"], mat("o3.weight"), sd["o3.bias"], mat("o4.weight"), sd["o4.bias"])
+        self.wx = np.ascontiguousarray(model.masked_weight_ih()[:, :3].detach().float().numpy().T)
+        self.density = sum(m[2].size for m in self.W[0::2]) / sum(sd[n].size for n in model.SPARSE)
+
+    @torch.no_grad()
+    def frames(self, cond: torch.Tensor, speaker: torch.Tensor) -> np.ndarray:
+        """(B, K, C) features -> (B, K, 3H) float32 gate-space conditioning."""
+        return np.ascontiguousarray(self.model.cond_frames(cond, speaker).float().numpy())
+
+    def generate(self, cond: torch.Tensor, speaker: torch.Tensor, uniforms, threads: int = 1) -> np.ndarray:
+        """Same contract as WaveRNN.generate: (B, K, C), (B,), (B, T, 2) -> (B, T) int64."""
+        _compile()
+        P = self.frames(cond, speaker)
+        u = np.ascontiguousarray(np.asarray(uniforms, dtype=np.float64))
+        out = np.zeros(u.shape[:2], np.int64)
+        return self.run_frames(P, u, out, threads)
+
+    def run_frames(self, P: np.ndarray, u: np.ndarray, out: np.ndarray, threads: int = 1) -> np.ndarray:
+        _compile()
+        def run(s):
+            _run_stream(self.W, self.wx, P[s], self.hop, u[s], out[s])
+        if threads <= 1 or P.shape[0] == 1:
+            for s in range(P.shape[0]):
+                run(s)
+        else:  # the loop releases the GIL: one Python thread per stream group
+            with ThreadPoolExecutor(threads) as pool:
+                list(pool.map(run, range(P.shape[0])))
+        return out
