@@ -2,33 +2,59 @@
 
 Bundles load in the lifespan handler into `app.state.registry`; a bundle
 that fails to load is listed in /readyz and the log, and the rest serve.
+On shutdown the lifespan drains the batchers, so queued work finishes
+(uvicorn's timeout_graceful_shutdown lets in-flight responses end first).
 """
 from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import time
 import uuid
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from fastapi.responses import JSONResponse
 
-from service.errors import install_error_handlers
+from service.errors import ApiError, error_body, install_error_handlers
+from service.metrics import Metrics
 from service.registry import ModelRegistry
+from service.routes import meta, music, speech, transcriptions
 from service.settings import Settings
+from service.workers import Workers
 
 log = logging.getLogger("sparsewave.service")
-OPEN_PATHS = {"/healthz", "/readyz", "/metrics", "/", "/docs", "/openapi.json"}
+OPEN_PATHS = {"/healthz", "/readyz", "/metrics", "/", "/static/app.js", "/static/style.css", "/docs",
+              "/openapi.json"}
 
 
-class Metrics:
-    def __init__(self):
-        self.registry = CollectorRegistry()
-        self.requests = Counter("sparsewave_requests_total", "HTTP requests", ["path", "status"],
-                                registry=self.registry)
-        self.latency = Histogram("sparsewave_request_seconds", "HTTP request latency", ["path"],
-                                 registry=self.registry)
+class BodyLimit:
+    """ASGI middleware: 413 for a request body over `limit` bytes, by its
+    Content-Length up front or by counting a chunked body as it arrives."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.limit:
+            response = JSONResponse(error_body(f"the request body is larger than {self.limit} bytes",
+                                               "file_too_large"), status_code=413)
+            return await response(scope, receive, send)
+        received = 0
+
+        async def limited():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise ApiError(413, f"the request body is larger than {self.limit} bytes", "file_too_large")
+            return message
+
+        await self.app(scope, limited, send)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -42,59 +68,47 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.models_dir is not None:
             registry.load_dir(settings.models_dir)
         app.state.registry = registry
+        app.state.workers = Workers(registry, settings, app.state.metrics)
         app.state.ready = True
         log.info("serving %d model(s); %d failed to load", len(registry.models), len(registry.failed))
         yield
         app.state.ready = False
+        await app.state.workers.close(settings.drain_timeout_s)
+        log.info("drained; stopped")
 
-    app = FastAPI(title="sparsewave", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(title="sparsewave", version="0.1.0", lifespan=lifespan,
+                  description="Speech synthesis, speech recognition and piano transcription; "
+                              "OpenAI-shaped audio endpoints.")
     app.state.settings = settings
     app.state.ready = False
     app.state.metrics = Metrics()
     install_error_handlers(app)
+    for module in (meta, speech, transcriptions, music):
+        app.include_router(module.router)
+    # slack over the file limit for the multipart framing and the other fields
+    app.add_middleware(BodyLimit, limit=settings.max_upload_bytes + 64 * 1024)
 
     @app.middleware("http")
     async def request_context(request: Request, call_next):
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex[:16]
+        request_id = re.sub(r"[^A-Za-z0-9._-]", "", request.headers.get("x-request-id", ""))[:64]
+        request_id = request_id or uuid.uuid4().hex[:16]
+        request.state.request_id = request_id
         start = time.perf_counter()
         if settings.api_keys and request.url.path not in OPEN_PATHS:
             auth = request.headers.get("authorization", "")
             token = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
             if token not in settings.api_keys:
-                body = {"error": {"message": "missing or invalid API key", "type": "invalid_request_error",
-                                  "code": "invalid_api_key"}}
-                return JSONResponse(body, status_code=401, headers={"x-request-id": request_id})
+                log.info("request_id=%s method=%s path=%s status=401", request_id, request.method, request.url.path)
+                return JSONResponse(error_body("missing or invalid API key", "invalid_api_key"), status_code=401,
+                                    headers={"x-request-id": request_id})
         response = await call_next(request)
         elapsed = time.perf_counter() - start
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
+        path = getattr(request.scope.get("route"), "path", "unmatched")
         app.state.metrics.requests.labels(path, str(response.status_code)).inc()
         app.state.metrics.latency.labels(path).observe(elapsed)
         response.headers["x-request-id"] = request_id
         log.info("request_id=%s method=%s path=%s status=%d ms=%.1f", request_id, request.method,
                  request.url.path, response.status_code, elapsed * 1000)
         return response
-
-    @app.get("/healthz")
-    async def healthz(request: Request):
-        registry: ModelRegistry | None = getattr(request.app.state, "registry", None)
-        models = sorted(registry.models) if registry else []
-        return {"status": "ok", "models": models}
-
-    @app.get("/readyz")
-    async def readyz(request: Request):
-        registry: ModelRegistry | None = getattr(request.app.state, "registry", None)
-        if not request.app.state.ready or registry is None:
-            return JSONResponse({"ready": False, "models": [], "failed": {}}, status_code=503)
-        return {"ready": True, "models": sorted(registry.models), "failed": registry.failed}
-
-    @app.get("/v1/models")
-    async def list_models(request: Request):
-        registry: ModelRegistry = request.app.state.registry
-        return {"object": "list", "data": [m.describe() for m in registry.models.values()]}
-
-    @app.get("/metrics")
-    async def metrics(request: Request):
-        return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app

@@ -11,10 +11,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 log = logging.getLogger("sparsewave.service")
 
 
-class ApiError(Exception):
+class ApiError(StarletteHTTPException):
+    """A refusal with its status, a one-line message and a code. It is an
+    HTTPException so that FastAPI passes it through body parsing unchanged
+    (a body limit hit while reading a form stays a 413)."""
+
     def __init__(self, status: int, message: str, code: str = "invalid_request", headers: dict | None = None):
-        super().__init__(message)
-        self.status, self.message, self.code, self.headers = status, message, code, headers or {}
+        super().__init__(status, message, headers or {})
+        self.status, self.message, self.code = status, message, code
 
 
 def error_body(message: str, code: str, kind: str = "invalid_request_error") -> dict:
@@ -28,6 +32,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException):
+        if exc.status_code == 400 and exc.detail == "There was an error parsing the body":  # FastAPI's words
+            body = error_body("the request body could not be parsed: send UTF-8 JSON, or well-formed "
+                              "multipart/form-data", "invalid_body")
+            return JSONResponse(body, status_code=400)
         return JSONResponse(error_body(str(exc.detail), f"http_{exc.status_code}"), status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))
 

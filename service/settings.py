@@ -1,4 +1,11 @@
-"""Service settings, from the environment (SPARSEWAVE_*), with limits."""
+"""Service settings, from the environment (SPARSEWAVE_*), with limits.
+
+Limits and their answers: MAX_UPLOAD_BYTES (request body, 413),
+MAX_AUDIO_S (decoded or declared audio length, 413), MAX_TEXT_CHARS (speech
+input, 413), MAX_QUEUE (requests queued or running per model, 429 with
+Retry-After). BATCH_WAIT_MS and MAX_BATCH shape Batch Dispatch; MAX_BATCH=1
+turns batching off.
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -24,6 +31,8 @@ class Settings:
     max_queue: int = 64
     batch_wait_ms: float = 10.0
     max_batch: int = 16
+    threads: int = max(2, os.cpu_count() or 2)  # the pool that runs models, decoding and encoding
+    drain_timeout_s: float = 30.0
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -40,4 +49,6 @@ class Settings:
             max_queue=int(_env("MAX_QUEUE", str(cls.max_queue))),
             batch_wait_ms=float(_env("BATCH_WAIT_MS", str(cls.batch_wait_ms))),
             max_batch=int(_env("MAX_BATCH", str(cls.max_batch))),
+            threads=int(_env("THREADS", str(cls.threads))),
+            drain_timeout_s=float(_env("DRAIN_TIMEOUT_S", str(cls.drain_timeout_s))),
         )
