@@ -2,7 +2,7 @@
 
 Uploads are decoded from memory with soundfile (never a path), checked
 against the limits before the samples are read, downmixed and resampled
-with soxr to the model's rate. Every refusal is an ApiError with a 4xx.
+with soxr (models.audio.resample) to the model's rate. Every refusal is an ApiError with a 4xx.
 """
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import struct
 
 import numpy as np
 import soundfile as sf
-import soxr
 
+from models.audio import resample
 from service.errors import ApiError
 
 MAX_CHANNELS = 64
@@ -100,8 +100,7 @@ def decode(data: bytes, target_rate: int, max_audio_s: float) -> tuple[np.ndarra
     if not np.isfinite(samples).all():
         raise ApiError(422, "the audio holds NaN or infinite samples", "invalid_audio")
     mono = samples.mean(axis=1) if channels > 1 else samples[:, 0]
-    if rate != target_rate:
-        mono = soxr.resample(mono, rate, target_rate, quality="HQ")
+    mono = resample(mono, rate, target_rate)
     mono = np.clip(mono, -1.0, 1.0).astype(np.float32)
     info = {"sample_rate": rate, "channels": channels, "duration_s": len(samples) / rate}
     return mono, info
@@ -133,7 +132,7 @@ def encode(audio: np.ndarray, sample_rate: int, response_format: str) -> bytes:
     allowed = OPUS_RATES if subtype == "OPUS" else MP3_RATES if fmt == "MP3" else None
     if allowed and rate not in allowed:
         rate = min((r for r in allowed if r >= sample_rate), default=48000)
-        audio = soxr.resample(audio, sample_rate, rate)
+        audio = resample(audio, sample_rate, rate)
     if len(audio) == 0:
         audio = np.zeros(1, np.float32)  # codecs refuse empty files; a single zero sample is silence
     buffer = io.BytesIO()

@@ -268,3 +268,25 @@ def write_bundles(directory: Path) -> dict[str, Path]:
         made[name] = save_bundle(directory / name, model_type=model_type, model_config=config_to_dict(config),
                                  tensors=dict(module.state_dict()), task=task, licence="test-only (CC0)")
     return made
+
+
+def write_real_bundles(directory: Path) -> dict[str, Path]:
+    """Tiny, untrained bundles of the real families, exported through their objectives."""
+    from models.deepspeech2 import DeepSpeech2Config
+    from models.deepspeech2.features import asr_feature_config
+    from training.objectives.deepspeech2 import (DeepSpeech2DataConfig, DeepSpeech2DecodeConfig,
+                                                 DeepSpeech2Objective, DeepSpeech2RunConfig)
+
+    torch.manual_seed(0)
+    config = DeepSpeech2RunConfig(
+        model=DeepSpeech2Config(n_mels=16, conv_channels=(4, 4), conv_kernels=((5, 7), (5, 5)),
+                                conv_strides=((2, 2), (1, 1)), rnn_layers=1, rnn_hidden=32),
+        features=asr_feature_config(n_mels=16), data=DeepSpeech2DataConfig(root=str(directory / "no-corpus")),
+        decode=DeepSpeech2DecodeConfig(decoder="greedy", onnx=False))
+    objective = DeepSpeech2Objective(config)
+    model = objective.build_modules()["model"]
+    with torch.no_grad():  # batch-norm statistics from one pass
+        model.train()
+        model(torch.randn(4, 80, 16) * 2 - 3, torch.tensor([80, 70, 50, 40]))
+    return {"ds2": objective.export({"model": model.eval()}, directory / "ds2", provenance={"test": True},
+                                    package_version="test")}

@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 import uvicorn
-from tiny_service_models import write_bundles
+from tiny_service_models import write_bundles, write_real_bundles
 
 from service.app import create_app
 from service.settings import Settings
@@ -46,6 +46,7 @@ def live_server(settings: Settings):
 def bundles_dir(tmp_path_factory):
     directory = tmp_path_factory.mktemp("bundles")
     write_bundles(directory)
+    write_real_bundles(directory)
     return directory
 
 

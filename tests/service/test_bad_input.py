@@ -115,6 +115,7 @@ BAD_AUDIO = {
 def test_bad_audio(http, case):
     data, status, code = BAD_AUDIO[case]
     assert_error(post_audio(http, data), status, code)
+    assert_error(post_audio(http, data, model="ds2"), status, code)
     assert_error(http.post("/v1/music/transcriptions", files={"file": ("a.wav", data)}, data={"model": "piano"}),
                  status, code)
     assert_still_serving(http)
@@ -126,6 +127,7 @@ def test_many_channels_and_other_rates_are_downmixed_and_resampled(http, channel
     wave = np.repeat(mono[:, None], channels, axis=1) if channels > 1 else mono
     resp = post_audio(http, encoded(wave, rate))
     assert resp.status_code == 200 and resp.text.strip() == SAY
+    assert post_audio(http, encoded(wave, rate), model="ds2").status_code == 200
 
 
 def test_upload_over_the_size_limit_is_413(http):

@@ -1,7 +1,9 @@
 """The endpoints through the official openai client against a real uvicorn.
 
-Models: the test-only tiny runtimes of tests/helpers/tiny_service_models.py
-(tones TTS, tone ASR, tiny piano); the ASR reads back what the TTS says.
+Models: a tiny untrained Deep Speech 2 bundle exported through its objective
+("ds2": formats, word timings, batching), and the test-only runtimes of
+tests/helpers/tiny_service_models.py (tones TTS, tone ASR, tiny piano),
+whose ASR reads back what the TTS says, so content can be checked.
 """
 import concurrent.futures
 import io
@@ -25,7 +27,8 @@ def client(server):
 
 def test_models_are_listed_with_their_facts(client):
     models = {m.id: m for m in client.models.list().data}
-    assert {"tones", "tones-ff", "tone-asr", "piano"} <= set(models)
+    assert {"tones", "tones-ff", "tone-asr", "piano", "ds2"} <= set(models)
+    assert models["ds2"].model_dump()["model_type"] == "deepspeech2"
     tones = models["tones"].model_dump()
     assert tones["kind"] == "tts" and tones["sample_rate"] == 16000 and tones["voices"] == ["low", "soft"]
     assert tones["streaming"] is True and tones["licence"] == "test-only (CC0)"
@@ -155,3 +158,31 @@ def test_health_ready_metrics_and_request_ids(http):
     for name in ("sparsewave_requests_total", "sparsewave_request_seconds", "sparsewave_queue_depth",
                  "sparsewave_batch_size", "sparsewave_real_time_factor"):
         assert name in text
+
+
+def test_deep_speech_2_bundle_serves_every_format_and_batches(client, server):
+    clips = [encoded(speech(w)) for w in ["one", "two words", "three more words"]]
+    verbose = client.audio.transcriptions.create(model="ds2", file=("a.wav", clips[2]), response_format="verbose_json",
+                                                 timestamp_granularities=["word"])
+    assert isinstance(verbose.text, str) and abs(verbose.duration - len(speech("three more words")) / 16000) < 1e-3
+    ends = [w.end for w in verbose.words]
+    assert ends == sorted(ends) and all(0 <= w.start <= w.end <= verbose.duration + 1e-6 for w in verbose.words)
+    assert " ".join(w.word for w in verbose.words) == verbose.text.strip()
+    plain = client.audio.transcriptions.create(model="ds2", file=("a.wav", clips[2]), response_format="text")
+    assert plain.strip() == verbose.text.strip()  # deterministic, alone or batched
+    for fmt in ("srt", "vtt", "json"):
+        assert client.audio.transcriptions.create(model="ds2", file=("a.wav", clips[0]), response_format=fmt)
+
+    def one(i):
+        return client.audio.transcriptions.create(model="ds2", file=("a.wav", clips[i % 3]), response_format="text")
+
+    def batches():
+        metrics = httpx.get(f"{server}/metrics").text
+        return float(re.search(r'sparsewave_batch_size_count\{model="ds2"\} (\S+)', metrics).group(1))
+
+    alone = [one(i) for i in range(3)]
+    before = batches()
+    with concurrent.futures.ThreadPoolExecutor(12) as pool:
+        together = list(pool.map(one, range(24)))
+    assert together == [alone[i % 3] for i in range(24)]  # batching changes no result
+    assert batches() - before < 24  # some of the 24 requests shared a batch
