@@ -52,7 +52,8 @@ async def music_transcriptions(
     metrics.observe_work(loaded.name, "piano", time.perf_counter() - start, len(wave) / rate)
     if response_format == "midi":
         body = await workers.run(notes_to_midi_bytes, notes)
-        return Response(body, media_type="audio/midi", headers={"content-disposition": 'attachment; filename="transcription.mid"'})
+        return Response(body, media_type="audio/midi",
+                        headers={"content-disposition": 'attachment; filename="transcription.mid"'})
     return {"model": loaded.name, "duration": round(len(wave) / rate, 3),
-            "notes": [{"pitch": int(n.pitch), "onset": round(float(n.onset_s), 4), "offset": round(float(n.offset_s), 4),
-                       "velocity": int(n.velocity)} for n in notes]}
+            "notes": [{"pitch": int(n.pitch), "onset": round(float(n.onset_s), 4),
+                       "offset": round(float(n.offset_s), 4), "velocity": int(n.velocity)} for n in notes]}

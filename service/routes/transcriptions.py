@@ -61,7 +61,7 @@ async def transcriptions(
     granularities: Annotated[list[Literal["word", "segment"]] | None,
                              Form(alias="timestamp_granularities[]")] = None,
     language: Annotated[str | None, Form(max_length=32, description="English only")] = None,
-    temperature: Annotated[float | None, Form(ge=0.0, le=1.0, description="accepted; decoding is deterministic")] = None,
+    temperature: Annotated[float | None, Form(ge=0.0, le=1.0, description="accepted; decoding is greedy/beam")] = None,
     prompt: Annotated[str | None, Form(max_length=4000, description="accepted and ignored")] = None,
 ):
     loaded = lookup_model(request, model, "asr")

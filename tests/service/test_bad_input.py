@@ -5,7 +5,6 @@ input is resampled, then served (200); a wav header declaring more than the
 duration limit is refused (413) without reading on; a wav file shorter than
 its header says is truncated (422).
 """
-import io
 import struct
 import threading
 import time
@@ -14,7 +13,6 @@ import httpx
 import numpy as np
 import openai
 import pytest
-import soundfile as sf
 from audio_samples import RATE, encoded, speech
 from conftest import API_KEY, TEST_LIMITS, live_server
 

@@ -11,7 +11,8 @@ from audio_samples import encoded, speech, tone
 from conftest import API_KEY
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-pytestmark = pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium (apt-get install chromium)")
+pytestmark = pytest.mark.skipif(shutil.which("chromium") is None,
+                                reason="needs Debian's chromium (apt-get install chromium)")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
          "--disable-sync", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
          "--autoplay-policy=no-user-gesture-required"]
