@@ -231,6 +231,18 @@ class DeepSpeech2(nn.Module):
             h = self.row_conv(h * mask[..., None])
         return self.head(h), out_lengths
 
+    def bundle_tensors(self) -> dict[str, torch.Tensor]:
+        """What a bundle stores: floating-point tensors as float16 (half the size on disk)."""
+        return {k: v.detach().half() if v.is_floating_point() else v.detach() for k, v in self.state_dict().items()}
+
+    def load_bundle_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Load `bundle_tensors()` output (float16 widened back to float32)."""
+        state = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
+        try:
+            self.load_state_dict(state)
+        except RuntimeError as exc:
+            raise ValueError(f"weights do not match the deepspeech2 config: {str(exc).splitlines()[-1].strip()}")
+
     @torch.no_grad()
     def infer(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The inference path: log-probabilities (B, T', n_classes) and lengths (B,)."""

@@ -23,7 +23,7 @@ from models.deepspeech2.model import DeepSpeech2
 from models.inference import Transcript
 from models.ngram import NGramLM
 
-LM_ASSET = "lm.arpa"
+LM_ASSET = "lm.arpa.gz"  # gzipped ARPA (KenLM reads it too)
 
 
 class DeepSpeech2Transcriber:
@@ -59,7 +59,8 @@ class DeepSpeech2Transcriber:
 
         model = model_from_bundle(bundle)
         defaults = {**bundle.manifest.get("inference_defaults", {}), **overrides}
-        lm = NGramLM.from_arpa(bundle.file(LM_ASSET)) if LM_ASSET in bundle.manifest["files"] else None
+        lm_files = [name for name in (LM_ASSET, "lm.arpa") if name in bundle.manifest["files"]]
+        lm = NGramLM.from_arpa(bundle.file(lm_files[0])) if lm_files else None
         beam_keys = {f.name for f in dataclasses.fields(BeamConfig)}
         beam = BeamConfig(**{k: v for k, v in defaults.items() if k in beam_keys})
         return cls(model, FeatureConfig.from_dict(bundle.manifest["feature_config"]), lm=lm,

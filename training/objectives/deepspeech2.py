@@ -8,7 +8,9 @@ sentences). Training reads `data.train_split`, validation `data.val_split`.
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import json
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -234,6 +236,8 @@ class DeepSpeech2Objective(Objective):
     def export(self, modules, out, provenance, package_version):
         model = modules["model"].eval()
         d = self.config.decode
+        tensors = bundle_tensors(model)
+        model.load_bundle_tensors(tensors)  # the float16 rounding, so ONNX holds the very same weights
         with tempfile.TemporaryDirectory() as tmp:
             assets: dict[str, Any] = {}
             if d.onnx:
@@ -241,13 +245,15 @@ class DeepSpeech2Objective(Objective):
             if d.lm_path:
                 if not Path(d.lm_path).is_file():
                     raise FileNotFoundError(f"decode.lm_path={d.lm_path} does not exist; run `sparsewave lm build`")
-                assets[LM_ASSET] = d.lm_path
+                assets[LM_ASSET] = Path(tmp) / LM_ASSET
+                with open(d.lm_path, "rb") as src, gzip.open(assets[LM_ASSET], "wb", compresslevel=9) as dst:
+                    shutil.copyfileobj(src, dst)
             try:
                 licence = self.licence()
             except FileNotFoundError:
                 licence = "unspecified (corpus labels not found at export time)"
             return save_bundle(out, model_type=self.model_type, task=self.task,
-                               model_config=config_to_dict(self.config.model), tensors=bundle_tensors(model),
+                               model_config=config_to_dict(self.config.model), tensors=tensors,
                                feature_config=self.feature_config(), inference_defaults=self.inference_defaults(),
                                provenance=provenance, licence=licence, package_version=package_version,
                                assets=assets)

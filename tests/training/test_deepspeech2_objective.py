@@ -107,7 +107,7 @@ def test_train_export_and_bundle_round_trip(tmp_path):
 
     bundle_dir = export_run(tmp_path / "run", tmp_path / "bundle")
     bundle, runtime = load_runtime(bundle_dir)
-    assert {"model.onnx", "lm.arpa"} <= set(bundle.manifest["files"])
+    assert {"model.onnx", "lm.arpa.gz"} <= set(bundle.manifest["files"])
     audio, _, _ = split_audio(root, "test", sample_rate=16000)
     first = runtime.transcribe_batch(audio)
     again = load_runtime(bundle_dir)[1].transcribe_batch(audio)
