@@ -20,7 +20,8 @@ input matrix are both linear, inference projects the frames to gate space
 once and interpolates the projections per sample (models/wavernn_fused.py).
 
 Samples are handled as unsigned 16-bit integers u in [0, 65535]
-(u = pcm + 32768), coarse = u // 256, fine = u % 256.
+(u = pcm + 32768), coarse = u // 256, fine = u % 256, as in
+models/features.py (split_coarse_fine, scale_byte).
 """
 from __future__ import annotations
 
@@ -30,6 +31,8 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from models.features import join_coarse_fine, scale_byte
 
 N_CLASSES = 256  # per byte
 
@@ -47,6 +50,13 @@ class WaveRNNConfig:
     n_speakers: int = 1
     speaker_dim: int = 16
     sparse_block: tuple[int, int] = (16, 1)  # block of the packed matrices (rows, cols of (out, in))
+    # Subscale WaveRNN (models/subscale.py): B sub-tensors (0: plain WaveRNN),
+    # future horizon F and past P positions of earlier sub-tensors seen by the
+    # context net, whose ctx_hidden outputs join the gate inputs.
+    subscale: int = 0
+    subscale_future: int = 4
+    subscale_past: int = 2
+    ctx_hidden: int = 16
 
 
 # --- sample encoding -------------------------------------------------------------
@@ -55,20 +65,10 @@ def split_samples(u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return u // N_CLASSES, u % N_CLASSES
 
 
-def audio_to_samples(audio: np.ndarray) -> np.ndarray:
-    """Float audio in [-1, 1] -> unsigned 16-bit ints (int64)."""
-    pcm = np.clip(np.round(np.asarray(audio, dtype=np.float64) * 32768.0), -32768, 32767)
-    return pcm.astype(np.int64) + 32768
-
-
 def samples_to_audio(u: np.ndarray) -> np.ndarray:
     """Unsigned 16-bit ints -> float32 audio in [-1, 1)."""
-    return ((np.asarray(u, dtype=np.float64) - 32768.0) / 32768.0).astype(np.float32)
-
-
-def byte_to_input(b: torch.Tensor) -> torch.Tensor:
-    """A byte 0..255 as the network's input in [-1, 1]."""
-    return b.float() / 127.5 - 1.0
+    u = torch.as_tensor(np.asarray(u, dtype=np.int64))
+    return join_coarse_fine(u // N_CLASSES, u % N_CLASSES).numpy()
 
 
 def upsample_frames(frames: torch.Tensor, hop: int, n_samples: int) -> torch.Tensor:
@@ -129,7 +129,11 @@ class WaveRNN(nn.Module):
             raise ValueError("hidden_size must be even; cond_kind linguistic or mel")
         self.config = config
         self.cond_net = CondNet(config)
-        n_in = 3 + config.cond_hidden
+        n_in = 3 + config.cond_hidden + (config.ctx_hidden if config.subscale else 0)
+        if config.subscale:
+            from models.subscale import ContextNet
+
+            self.ctx_net = ContextNet(config)
         bound = 1 / H ** 0.5
         self.weight_ih = nn.Parameter(torch.empty(3 * H, n_in).uniform_(-bound, bound))
         self.weight_hh = nn.Parameter(torch.empty(3 * H, H).uniform_(-bound, bound))
@@ -152,25 +156,31 @@ class WaveRNN(nn.Module):
         """(B, K, C), (B,) -> conditioning in gate space at frame rate (B, K, 3H),
         input bias included."""
         hidden = self.cond_net(cond, speaker)
-        return F.linear(hidden, self.masked_weight_ih()[:, 3:], self.bias_ih)
+        ch = self.config.cond_hidden
+        return F.linear(hidden, self.masked_weight_ih()[:, 3: 3 + ch], self.bias_ih)
 
     # --- training path ---------------------------------------------------------
     def forward(self, samples: torch.Tensor, cond: torch.Tensor, speaker: torch.Tensor,
-                h0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                cond_offset: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """Teacher forcing.
 
         samples (B, T + 1) unsigned 16-bit ints, sample 0 being the one before
         the crop; cond (B, K, cond_channels) with K * hop_length >= T; speaker
         (B,) long. Returns coarse and fine logits, each (B, T, 256), for
-        samples[:, 1:].
+        samples[:, 1:]. cond_offset frames of cond before the crop are context
+        for the conditioning net only.
         """
+        if self.config.subscale:
+            from models.subscale import subscale_forward
+
+            return subscale_forward(self, samples, cond, speaker, cond_offset)
         B, T = samples.shape[0], samples.shape[1] - 1
         c, f = split_samples(samples)
-        x = torch.stack([byte_to_input(c[:, :-1]), byte_to_input(f[:, :-1]), byte_to_input(c[:, 1:])], -1)
-        hidden = upsample_frames(self.cond_net(cond, speaker), self.config.hop_length, T)
+        x = torch.stack([scale_byte(c[:, :-1]), scale_byte(f[:, :-1]), scale_byte(c[:, 1:])], -1)
+        hidden = upsample_frames(self.cond_net(cond, speaker)[:, cond_offset:], self.config.hop_length, T)
         inp = torch.cat([x, hidden], dim=-1)  # (B, T, 3 + cond_hidden)
         H = self.config.hidden_size
-        h0 = torch.zeros(1, B, H, dtype=inp.dtype, device=inp.device) if h0 is None else h0[None]
+        h0 = torch.zeros(1, B, H, dtype=inp.dtype, device=inp.device)
         weights = [self.masked_weight_ih(), self.weight_hh, self.bias_ih, self.bias_hh]
         out, _ = torch._VF.gru(inp, h0, weights, True, 1, 0.0, self.training, False, True)
         y_c, y_f = out[..., : H // 2], out[..., H // 2:]
@@ -185,44 +195,48 @@ class WaveRNN(nn.Module):
         fine draw per sample), T <= K * hop_length. Returns (B, T) unsigned
         16-bit samples (int64). The sample before the first is 32768 (silence).
         """
-        H, hop = self.config.hidden_size, self.config.hop_length
-        half = H // 2
+        if self.config.subscale:
+            from models.subscale import subscale_generate
+
+            return subscale_generate(self, cond, speaker, uniforms)
+        hop = self.config.hop_length
         B, T = uniforms.shape[:2]
         frames = self.cond_frames(cond, speaker).float()  # (B, K, 3H)
         K = frames.shape[1]
-        w_x = self.masked_weight_ih()[:, :3].float()  # (3H, 3)
-        w_hh, b_hh = self.weight_hh.float(), self.bias_hh.float()
-        h = torch.zeros(B, H)
+        h = torch.zeros(B, self.config.hidden_size)
         c_prev = torch.full((B,), 128, dtype=torch.long)
         f_prev = torch.zeros(B, dtype=torch.long)
         out = torch.empty(B, T, dtype=torch.long)
-        rows = [slice(g * H, g * H + half) for g in range(3)], [slice(g * H + half, (g + 1) * H) for g in range(3)]
         for t in range(T):
-            k, m = min(t // hop, K - 1), t % hop
-            a = m / hop
+            k, a = min(t // hop, K - 1), (t % hop) / hop
             gi = (1 - a) * frames[:, k] + a * frames[:, min(k + 1, K - 1)]
-            gi = gi + byte_to_input(c_prev)[:, None] * w_x[:, 0] + byte_to_input(f_prev)[:, None] * w_x[:, 1]
-            gh = h @ w_hh.T + b_hh
-            h_new = torch.empty_like(h)
-            c_t = None
-            for part, sl in enumerate(rows):
-                if part == 1:
-                    gi = gi + byte_to_input(c_t)[:, None] * w_x[:, 2]
-                r = torch.sigmoid(gi[:, sl[0]] + gh[:, sl[0]])
-                z = torch.sigmoid(gi[:, sl[1]] + gh[:, sl[1]])
-                n = torch.tanh(gi[:, sl[2]] + r * gh[:, sl[2]])
-                hs = h[:, :half] if part == 0 else h[:, half:]
-                y = (1 - z) * n + z * hs
-                if part == 0:
-                    h_new[:, :half] = y
-                    c_t = sample_byte(self.o2(F.relu(self.o1(y))), uniforms[:, t, 0])
-                else:
-                    h_new[:, half:] = y
-                    f_t = sample_byte(self.o4(F.relu(self.o3(y))), uniforms[:, t, 1])
-            h = h_new
-            out[:, t] = c_t * N_CLASSES + f_t
-            c_prev, f_prev = c_t, f_t
+            h, c_prev, f_prev = self.torch_step(h, gi, c_prev, f_prev, uniforms[:, t])
+            out[:, t] = c_prev * N_CLASSES + f_prev
         return out
+
+    def torch_step(self, h, gi, c_prev, f_prev, u):
+        """One sample of the reference sampler: h (B, H), gi (B, 3H) conditioning
+        in gate space, previous bytes (B,), u (B, 2) -> (h', c_t, f_t)."""
+        H = self.config.hidden_size
+        half = H // 2
+        w_x = self.masked_weight_ih()[:, :3].float()  # (3H, 3)
+        gi = gi + scale_byte(c_prev)[:, None] * w_x[:, 0] + scale_byte(f_prev)[:, None] * w_x[:, 1]
+        gh = h @ self.weight_hh.float().T + self.bias_hh.float()
+        h_new = torch.empty_like(h)
+        for part in (0, 1):
+            lo = part * half
+            if part == 1:
+                gi = gi + scale_byte(c_t)[:, None] * w_x[:, 2]
+            r = torch.sigmoid(gi[:, lo: lo + half] + gh[:, lo: lo + half])
+            z = torch.sigmoid(gi[:, H + lo: H + lo + half] + gh[:, H + lo: H + lo + half])
+            n = torch.tanh(gi[:, 2 * H + lo: 2 * H + lo + half] + r * gh[:, 2 * H + lo: 2 * H + lo + half])
+            y = (1 - z) * n + z * h[:, lo: lo + half]
+            h_new[:, lo: lo + half] = y
+            if part == 0:
+                c_t = sample_byte(self.o2(F.relu(self.o1(y))), u[:, 0])
+            else:
+                f_t = sample_byte(self.o4(F.relu(self.o3(y))), u[:, 1])
+        return h_new, c_t, f_t
 
     # --- bundles: pruned matrices stored packed ----------------------------------
     def bundle_tensors(self) -> dict[str, torch.Tensor]:
@@ -238,3 +252,16 @@ class WaveRNN(nn.Module):
             self.load_state_dict(unpack_state(tensors), strict=True)
         except (RuntimeError, KeyError) as exc:
             raise BundleError(f"WaveRNN weights do not match the config: {str(exc).splitlines()[0]}") from None
+
+
+def model_spec():
+    from models.registry import ModelSpec
+
+    return ModelSpec("wavernn", WaveRNNConfig, WaveRNN, "tts", runtime)
+
+
+def runtime(bundle):
+    """The bundle's Synthesizer (models/wavernn_runtime.py)."""
+    from models.wavernn_runtime import WaveRNNSynthesizer
+
+    return WaveRNNSynthesizer.from_bundle(bundle)
