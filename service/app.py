@@ -24,8 +24,7 @@ from service.settings import Settings
 from service.workers import Workers
 
 log = logging.getLogger("sparsewave.service")
-OPEN_PATHS = {"/healthz", "/readyz", "/metrics", "/", "/static/app.js", "/static/style.css", "/docs",
-              "/openapi.json"}
+OPEN_PATHS = {"/healthz", "/readyz", "/metrics", "/", "/static/app.js", "/static/style.css", "/openapi.json"}
 
 
 class BodyLimit:
@@ -76,7 +75,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await app.state.workers.close(settings.drain_timeout_s)
         log.info("drained; stopped")
 
-    app = FastAPI(title="sparsewave", version="0.1.0", lifespan=lifespan,
+    # no /docs or /redoc: FastAPI's pages load their scripts from a CDN; /openapi.json stays
+    app = FastAPI(title="sparsewave", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Speech synthesis, speech recognition and piano transcription; "
                               "OpenAI-shaped audio endpoints.")
     app.state.settings = settings

@@ -72,12 +72,7 @@ class Batcher:
             batch = await self._gather()
             items = [item for item, _ in batch]
             start = time.perf_counter()
-            try:
-                results = await loop.run_in_executor(self.executor, self.run_batch, items)
-                if len(results) != len(items):
-                    raise RuntimeError(f"{self.name}: batch of {len(items)} gave {len(results)} results")
-            except Exception as exc:  # every request of the batch gets the error
-                results = [exc] * len(items)
+            results = await loop.run_in_executor(self.executor, self._run_guarded, items)
             self.last_batch_s = time.perf_counter() - start
             if self.on_batch is not None:
                 self.on_batch(len(items), self.last_batch_s)
@@ -88,6 +83,25 @@ class Batcher:
                     future.set_exception(result)
                 else:
                     future.set_result(result)
+
+    def _run_guarded(self, items: list[Any]) -> list[Any]:
+        """Results, or an exception per item; when a batch fails, its items
+        run one by one so that one bad item does not fail the others."""
+        try:
+            results = self.run_batch(items)
+            if len(results) != len(items):
+                raise RuntimeError(f"{self.name}: batch of {len(items)} gave {len(results)} results")
+            return list(results)
+        except Exception as exc:
+            if len(items) == 1:
+                return [exc]
+        out = []
+        for item in items:
+            try:
+                out.append(self.run_batch([item])[0])
+            except Exception as exc:
+                out.append(exc)
+        return out
 
     async def drain(self, timeout_s: float = 30.0) -> None:
         """Let queued and running batches finish, then stop the loop."""

@@ -9,17 +9,29 @@ on the pool, so the event loop only moves bytes.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from service.batching import Batcher, Gate
+from service.errors import ApiError
 from service.metrics import Metrics
 from service.registry import LoadedModel, ModelRegistry
 from service.settings import Settings
 
 _END = object()
+log = logging.getLogger("sparsewave.service")
+
+
+def refused(model: LoadedModel, exc: ValueError) -> ApiError:
+    """A runtime's ValueError is about its input (text it cannot phonemize,
+    audio too short for its frames): 422 with the runtime's words, logged
+    with the traceback in case it is a bug instead."""
+    log.warning("model %s refused its input: %s", model.name, exc, exc_info=exc)
+    return ApiError(422, f"the model {model.name!r} cannot process this input: {str(exc)[:300]}",
+                    "unprocessable_input")
 
 
 class Workers:
@@ -63,13 +75,19 @@ class Workers:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
     async def batched(self, model: LoadedModel, item, admitted: bool = False):
-        return await self.batchers[model.name].submit(item, admitted=admitted)
+        try:
+            return await self.batchers[model.name].submit(item, admitted=admitted)
+        except ValueError as exc:
+            raise refused(model, exc) from None
 
     async def stream(self, model: LoadedModel, text: str, voice: str | None, speed: float):
         """Async iterator of a streaming runtime's float32 chunks, each made on the pool."""
         chunks = model.runtime.synthesize(text, voice, speed)
         while True:
-            chunk = await self.run(next, chunks, _END)
+            try:
+                chunk = await self.run(next, chunks, _END)
+            except ValueError as exc:
+                raise refused(model, exc) from None
             if chunk is _END:
                 return
             yield np.asarray(chunk, np.float32).reshape(-1)
@@ -78,8 +96,11 @@ class Workers:
         """One sentence, whole: batched where the runtime allows it."""
         if model.name in self.batchers:
             return np.asarray(await self.batched(model, (text, voice, speed), admitted=True), np.float32).reshape(-1)
-        chunks = await self.run(lambda: [np.asarray(c, np.float32).reshape(-1)
-                                         for c in model.runtime.synthesize(text, voice, speed)])
+        try:
+            chunks = await self.run(lambda: [np.asarray(c, np.float32).reshape(-1)
+                                             for c in model.runtime.synthesize(text, voice, speed)])
+        except ValueError as exc:
+            raise refused(model, exc) from None
         return np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
 
     async def close(self, timeout_s: float = 30.0) -> None:

@@ -46,7 +46,8 @@ class SpeechRequest(BaseModel):
 
 
 def split_sentences(text: str, max_chars: int = MAX_SENTENCE_CHARS) -> list[str]:
-    """Sentences of `text`; an over-long one is cut at commas, then at spaces."""
+    """Sentences of `text`; an over-long one is cut at commas, then at spaces;
+    pieces with nothing to pronounce are dropped unless that is all there is."""
     out = []
     for sentence in SENTENCE_END.split(text):
         sentence = " ".join(sentence.split())
@@ -57,7 +58,8 @@ def split_sentences(text: str, max_chars: int = MAX_SENTENCE_CHARS) -> list[str]
             sentence = sentence[cut:].strip(" ,")
         if sentence:
             out.append(sentence)
-    return out
+    spoken = [s for s in out if any(ch.isalnum() for ch in s)]  # a lone "?" is not a sentence
+    return spoken or out
 
 
 def _checked(request: Request, body: SpeechRequest):
@@ -105,9 +107,11 @@ async def speech(request: Request, body: SpeechRequest):
     except StopAsyncIteration:
         first = np.zeros(0, np.float32)
     except QueueFull as exc:
+        await pieces.aclose()
         gate.leave()
         raise queue_full(request, exc, model.name) from None
     except BaseException:
+        await pieces.aclose()
         gate.leave()
         raise
     metrics.first_audio.labels(model.name).observe(time.perf_counter() - start)
@@ -125,6 +129,7 @@ async def speech(request: Request, body: SpeechRequest):
             except Exception:  # the status is sent; end the stream and say why in the log
                 log.exception("synthesis failed mid-stream (model %s)", model.name)
             finally:
+                await pieces.aclose()
                 gate.leave()
                 metrics.observe_work(model.name, "tts", time.perf_counter() - start, made / rate)
 
@@ -136,6 +141,7 @@ async def speech(request: Request, body: SpeechRequest):
         metrics.observe_work(model.name, "tts", time.perf_counter() - start, len(wave) / rate)
         data = await workers.run(audio.encode, wave, rate, body.response_format)
     finally:
+        await pieces.aclose()
         gate.leave()
     return Response(data, media_type=audio.media_type(body.response_format), headers={"x-sample-rate": str(rate)})
 

@@ -91,17 +91,20 @@ class TonesSynthesizer:
 
     def synthesize(self, text: str, voice: str | None = None, speed: float = 1.0):
         words = encode_text(text)
+        if not words:  # like a frontend that finds nothing to pronounce
+            raise ValueError(f"no letters to speak in {text[:40]!r}")
         if self.streaming:
             for word in words:
                 yield self._word(word, voice, speed)
-        elif words:
+        else:
             yield np.concatenate([self._word(w, voice, speed) for w in words])
 
     def synthesize_batch(self, requests: list[tuple[str, str | None, float]]) -> list[np.ndarray]:
         out = []
         for text, voice, speed in requests:
-            chunks = [self._word(w, voice, speed) for w in encode_text(text)]
-            out.append(np.concatenate(chunks) if chunks else np.zeros(0, np.float32))
+            if not encode_text(text):
+                raise ValueError(f"no letters to speak in {text[:40]!r}")
+            out.append(np.concatenate([self._word(w, voice, speed) for w in encode_text(text)]))
         return out
 
 

@@ -5,9 +5,12 @@ input is resampled, then served (200); a wav header declaring more than the
 duration limit is refused (413) without reading on; a wav file shorter than
 its header says is truncated (422).
 """
+import asyncio
+import concurrent.futures
 import struct
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import numpy as np
@@ -16,6 +19,7 @@ import pytest
 from audio_samples import RATE, encoded, speech
 from conftest import API_KEY, TEST_LIMITS, live_server
 
+from service.batching import Batcher
 from service.settings import Settings
 
 SAY = "check this"
@@ -195,3 +199,34 @@ def test_shutdown_finishes_in_flight_requests(bundles_dir):
     thread.join(60)
     assert got["done"] > exit_asked  # the stream was still running when the exit was asked
     assert got["n"] == expected
+
+
+@pytest.mark.parametrize("model", ["tones", "tones-ff"])
+def test_input_the_model_cannot_speak_is_422_and_spoils_no_batch(http, model):
+    assert_error(post_speech(http, model=model, input="!!! ???"), 422, "unprocessable_input")
+
+    def one(text):
+        return post_speech(http, model=model, input=text, response_format="pcm")
+
+    texts = ["good one", "?!", "good two", "...", "good three"]
+    with concurrent.futures.ThreadPoolExecutor(5) as pool:
+        answers = list(pool.map(one, texts))
+    assert [a.status_code for a in answers] == [200, 422, 200, 422, 200]
+    assert all(len(a.content) > 1000 for a in answers[::2])
+
+
+def test_one_bad_item_does_not_fail_its_batch():
+    async def scenario():
+        def run(items):
+            if "bad" in items:
+                raise ValueError("bad item")
+            return [item.upper() for item in items]
+
+        with ThreadPoolExecutor(2) as pool:
+            batcher = Batcher("t", run, pool, max_batch=8, wait_ms=50, max_queue=16)
+            results = await asyncio.gather(*(batcher.submit(x) for x in ["a", "bad", "c"]), return_exceptions=True)
+            await batcher.drain(5)
+        return results
+
+    a, bad, c = asyncio.run(scenario())
+    assert (a, c) == ("A", "C") and isinstance(bad, ValueError)
