@@ -16,8 +16,8 @@ import httpx
 import numpy as np
 import openai
 import pytest
-from audio_samples import RATE, encoded, speech
-from conftest import API_KEY, TEST_LIMITS, live_server
+from service_audio import RATE, encoded, speech
+from live_server import API_KEY, TEST_LIMITS, live_server
 
 from service.batching import Batcher
 from service.settings import Settings

@@ -16,8 +16,8 @@ import openai
 import pretty_midi
 import pytest
 import soundfile as sf
-from audio_samples import encoded, speech, tone
-from conftest import API_KEY
+from service_audio import encoded, speech, tone
+from live_server import API_KEY
 
 
 @pytest.fixture()

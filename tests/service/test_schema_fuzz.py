@@ -5,7 +5,7 @@ hypothesis directly (schemathesis' pytest plugin does not load under the
 pytest here).
 """
 import schemathesis
-from conftest import API_KEY
+from live_server import API_KEY
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 

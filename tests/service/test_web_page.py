@@ -7,8 +7,8 @@ import httpx
 import numpy as np
 import pretty_midi
 import pytest
-from audio_samples import encoded, speech, tone
-from conftest import API_KEY
+from service_audio import encoded, speech, tone
+from live_server import API_KEY
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = pytest.mark.skipif(shutil.which("chromium") is None,
