@@ -32,6 +32,7 @@ def _builtin_specs() -> dict[str, ModelSpec]:
     # model type does not import every other family.
     return {
         "deepspeech2": __import__("models.deepspeech2", fromlist=["model_spec"]).model_spec(),
+        "wavernn": __import__("models.wavernn", fromlist=["model_spec"]).model_spec(),
     }
 
 

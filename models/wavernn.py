@@ -261,7 +261,54 @@ def model_spec():
 
 
 def runtime(bundle):
-    """The bundle's Synthesizer (models/wavernn_runtime.py)."""
-    from models.wavernn_runtime import WaveRNNSynthesizer
+    return WaveRNNSynthesizer(bundle)
 
-    return WaveRNNSynthesizer.from_bundle(bundle)
+
+class WaveRNNSynthesizer:
+    """models/inference.py's Synthesizer: text -> MBROLA phones (durations,
+    pitch) -> 200 Hz linguistic features -> the fused sampler. Streams one
+    chunk per sentence."""
+
+    streaming = True
+
+    def __init__(self, bundle, seed: int = 0):
+        from models.registry import model_from_bundle
+        from models.subscale import FusedSubscale
+        from models.text import FrontendConfig
+        from models.wavernn_fused import FusedWaveRNN
+
+        self.model = model_from_bundle(bundle)
+        cfg = self.model.config
+        if cfg.cond_kind != "linguistic":
+            raise ValueError("this WaveRNN bundle is mel-conditioned (copy-synthesis); it cannot read text")
+        front = dict(bundle.manifest.get("frontend_config", {}))
+        self.voices = list(front.pop("speakers", [])) or [f"speaker{i}" for i in range(cfg.n_speakers)]
+        fields = {f.name for f in dataclasses.fields(FrontendConfig)}
+        self.frontend = FrontendConfig(**{k: v for k, v in front.items() if k in fields})
+        self.sample_rate = cfg.sample_rate
+        self.threads = int(bundle.manifest.get("inference_defaults", {}).get("threads", 2 if cfg.subscale else 1))
+        self.sampler = (FusedSubscale if cfg.subscale else FusedWaveRNN)(self.model, sparse=True)
+        self.rng = np.random.default_rng(seed)
+
+    def features(self, sentence: str, speed: float = 1.0) -> torch.Tensor:
+        """One sentence -> (1, K, cond_channels) linguistic features."""
+        from models.text import Phone, features_from_phones, pho_symbols, text_to_phones, to_model_input
+
+        phones = [Phone(p.phoneme, p.duration_ms / speed, p.pitch) for p in text_to_phones(sentence, self.frontend)]
+        feats = features_from_phones(phones, 0, self.sample_rate)
+        return to_model_input(feats, len(pho_symbols()), 1)[None]
+
+    def synthesize(self, text: str, voice: str | None = None, speed: float = 1.0):
+        import re
+
+        if voice is not None and voice not in self.voices:
+            raise ValueError(f"unknown voice {voice!r}; this model has: {', '.join(self.voices)}")
+        if not 0.25 <= speed <= 4.0:
+            raise ValueError("speed must be between 0.25 and 4")
+        speaker = torch.tensor([self.voices.index(voice) if voice else 0])
+        block = max(1, self.model.config.subscale)
+        for sentence in [p for p in re.split(r"(?<=[.!?;])\s+", text.strip()) if p.strip()]:
+            cond = self.features(sentence, speed)
+            n = cond.shape[1] * self.model.config.hop_length // block * block
+            u = self.rng.random((1, n, 2))
+            yield samples_to_audio(self.sampler.generate(cond, speaker, u, threads=self.threads)[0])

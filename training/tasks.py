@@ -12,7 +12,6 @@ _EXTRA: dict[str, type[Objective]] = {}
 
 # What each planned task needs, for a clear message until it lands.
 PLANNED = {
-    "wavernn": "the WaveRNN model and trainer (issue 5)",
     "wavenet": "the WaveNet teacher (issue 6)",
     "parallel-wavenet": "the Parallel WaveNet student and distillation (issue 6)",
     "gan-tts": "the GAN-TTS generator and discriminators (issue 7)",
@@ -24,6 +23,7 @@ PLANNED = {
 def _builtin_tasks() -> dict[str, type[Objective]]:
     return {
         "deepspeech2": __import__("training.objectives.deepspeech2", fromlist=["X"]).DeepSpeech2Objective,
+        "wavernn": __import__("training.objectives.wavernn", fromlist=["X"]).WaveRNNObjective,
     }
 
 
