@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
 import time
 import uuid
@@ -56,8 +57,20 @@ class BodyLimit:
         await self.app(scope, limited, send)
 
 
+def configure_logging() -> None:
+    """One key=value line per event on stderr, unless the host application set up logging for us."""
+    root = logging.getLogger("sparsewave")
+    if not root.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s level=%(levelname)s logger=%(name)s %(message)s"))
+        root.addHandler(handler)
+        root.setLevel(os.environ.get("SPARSEWAVE_LOG_LEVEL", "INFO").upper())
+        root.propagate = False
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings.from_env()
+    configure_logging()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
