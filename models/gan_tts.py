@@ -34,11 +34,11 @@ FRAME_RATE_HZ = 200
 class GanTTSConfig:
     sample_rate: int = 16000
     in_channels: int = 64  # conditioning channels (the frontend's feature dim)
-    noise_dim: int = 128
+    noise_dim: int = 32  # the paper's 128 costs parameters in every conditional BN
     n_speakers: int = 1  # 0: no speaker embedding
     speaker_dim: int = 16
     # output channels and upsampling factor per GBlock; factors multiply to hop
-    channels: tuple[int, ...] = (256, 256, 128, 128, 96, 64, 32)
+    channels: tuple[int, ...] = (96, 96, 64, 64, 48, 32, 16)  # the paper: 768, 768, 384, 384, 384, 256, 192
     upsample: tuple[int, ...] = (1, 1, 2, 2, 2, 2, 5)
     pre_kernel: int = 3
     bn_momentum: float = 0.01  # slow running stats: the eval-mode function is the average generator
@@ -200,3 +200,86 @@ def run_onnx(session, features: np.ndarray, noise: np.ndarray, speaker: np.ndarr
     if "speaker" in {i.name for i in session.get_inputs()}:
         feeds["speaker"] = speaker.astype(np.int64)
     return session.run(["audio"], feeds)[0]
+
+
+def phones_from_label(row: dict) -> list:
+    """A corpus label row (pho_phonemes, durations_ms, pitch) -> MBROLA phones."""
+    from models.text import Phone
+
+    return [Phone(p, float(d), tuple((float(a), float(b)) for a, b in pitch))
+            for p, d, pitch in zip(row["pho_phonemes"], row["durations_ms"], row["pitch"])]
+
+
+def conditioning(phones, speaker: int, n_speakers: int, sample_rate: int, symbols=None) -> np.ndarray:
+    """MBROLA phones -> the generator's input (C, T) at 200 Hz: the frontend's layout
+    (models/text/prosody.py), C = n_symbols + 4 + n_speakers. Training and inference call this."""
+    from models.text import features_from_phones, pho_symbols, to_model_input
+
+    symbols = symbols or pho_symbols()
+    feats = features_from_phones(phones, speaker, sample_rate, symbols)
+    return to_model_input(feats, len(symbols), n_speakers).T.contiguous().numpy()
+
+
+class GanTTSSynthesizer:
+    """models.inference.Synthesizer: text -> MBROLA-voice prosody (espeak-ng --pho) -> 200 Hz
+    features -> generator (onnxruntime by default, or torch) -> 16/24 kHz audio, one chunk."""
+
+    streaming = False
+
+    def __init__(self, bundle, engine: str | None = None, threads: int | None = None):
+        from models.text import FrontendConfig, SymbolTable
+
+        manifest = bundle.manifest
+        front = manifest["frontend_config"]
+        defaults = manifest.get("inference_defaults", {})
+        self.voices: list[str] = list(front["voices"])
+        self.prosody_voices: dict[str, str] = dict(front["prosody_voices"])
+        self.frontend = FrontendConfig.from_dict(front["frontend"])
+        self.symbols = SymbolTable.from_dict(front["symbols"])
+        self.seed, self.noise_scale = int(defaults.get("seed", 0)), float(defaults.get("noise_scale", 1.0))
+        self.engine = engine or defaults.get("engine", "onnx")
+        from models.registry import model_from_bundle
+
+        self.model = model_from_bundle(bundle)
+        self.config: GanTTSConfig = self.model.config
+        self.sample_rate = self.config.sample_rate
+        self.session = None
+        if self.engine == "onnx":
+            if bundle.onnx_path is None:
+                raise ValueError(f"{bundle.path}: engine onnx needs model.onnx in the bundle")
+            self.session = onnx_session(bundle.onnx_path, threads or 0)
+        elif self.engine != "torch":
+            raise ValueError(f"engine={self.engine!r}; choose onnx or torch")
+
+    def features(self, text: str, voice: str | None = None, speed: float = 1.0) -> np.ndarray:
+        """Text -> (C, T) conditioning for `voice` (default: the first)."""
+        from models.text import Phone, text_to_phones
+
+        voice = voice or self.voices[0]
+        if voice not in self.voices:
+            raise ValueError(f"unknown voice {voice!r}; this model has: {', '.join(self.voices)}")
+        if not 0.25 <= speed <= 4.0:
+            raise ValueError(f"speed {speed} is outside 0.25 ... 4")
+        config = dataclasses.replace(self.frontend, prosody_voice=self.prosody_voices[voice])
+        phones = [Phone(p.phoneme, p.duration_ms / speed, p.pitch) for p in text_to_phones(text, config)]
+        return conditioning(phones, self.voices.index(voice), len(self.voices), self.sample_rate, self.symbols)
+
+    def generate(self, features: np.ndarray, speaker: int, seed: int | None = None) -> np.ndarray:
+        """(C, T) features -> (T * hop,) float32 audio."""
+        g = torch.Generator().manual_seed(self.seed if seed is None else seed)
+        noise = self.noise_scale * torch.randn(1, self.config.noise_dim, generator=g)
+        if self.session is not None:
+            return run_onnx(self.session, features[None], noise.numpy(), np.array([speaker]))[0]
+        with torch.no_grad():
+            return self.model(torch.from_numpy(features[None]), noise, torch.tensor([speaker]))[0].numpy()
+
+    def synthesize(self, text: str, voice: str | None = None, speed: float = 1.0) -> Iterator[np.ndarray]:
+        voice = voice or self.voices[0]
+        yield self.generate(self.features(text, voice, speed), self.voices.index(voice)).astype(np.float32)
+
+
+def model_spec():
+    """The registry entry (models/registry.py)."""
+    from models.registry import ModelSpec
+
+    return ModelSpec("gan-tts", GanTTSConfig, GanTTSGenerator, "tts", GanTTSSynthesizer)

@@ -33,6 +33,7 @@ def _builtin_specs() -> dict[str, ModelSpec]:
     return {
         "deepspeech2": __import__("models.deepspeech2", fromlist=["model_spec"]).model_spec(),
         "wavernn": __import__("models.wavernn", fromlist=["model_spec"]).model_spec(),
+        "gan-tts": __import__("models.gan_tts", fromlist=["model_spec"]).model_spec(),
     }
 
 

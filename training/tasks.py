@@ -14,7 +14,6 @@ _EXTRA: dict[str, type[Objective]] = {}
 PLANNED = {
     "wavenet": "the WaveNet teacher (issue 6)",
     "parallel-wavenet": "the Parallel WaveNet student and distillation (issue 6)",
-    "gan-tts": "the GAN-TTS generator and discriminators (issue 7)",
     "eats": "the EATS aligner and trainer (issue 8)",
     "onsets-frames": "the Onsets and Frames transcriber (issue 10)",
 }
@@ -24,6 +23,7 @@ def _builtin_tasks() -> dict[str, type[Objective]]:
     return {
         "deepspeech2": __import__("training.objectives.deepspeech2", fromlist=["X"]).DeepSpeech2Objective,
         "wavernn": __import__("training.objectives.wavernn", fromlist=["X"]).WaveRNNObjective,
+        "gan-tts": __import__("training.objectives.gan_tts", fromlist=["GanTTSObjective"]).GanTTSObjective,
     }
 
 

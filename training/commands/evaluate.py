@@ -5,7 +5,6 @@ from training.errors import CliError
 
 # Each evaluation lands with its model; until then the message names what is missing.
 PLANNED = {
-    "fdsd": "Frechet/Kernel DeepSpeech Distance needs the GAN-TTS model and Deep Speech 2 (issues 7, 9)",
     "onsets-frames": "piano note/frame F1 needs the Onsets and Frames model (issue 10)",
     "tts": "intelligibility and copy-synthesis quality need a TTS model (issue 5)",
 }
@@ -16,6 +15,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("kind", help="what to evaluate (" + ", ".join(sorted(PLANNED)) + ")")
     p.add_argument("--model", help="bundle directory")
     p.add_argument("--data", help="held-out data directory")
+    p.add_argument("--recognizer", help="fdsd: Deep Speech 2 bundle for the features (default bundles/deepspeech2-default)")
     p.set_defaults(func=run)
 
 
@@ -38,7 +38,30 @@ def eval_asr(args) -> int:
     return 0
 
 
+def eval_fdsd(args) -> int:
+    """FDSD/KDSD/cFDSD/cKDSD of a GAN-TTS bundle on held-out sentences, next to the real-audio floor."""
+    import json
+    from pathlib import Path
+
+    from models.bundle import BundleError
+    from training.objectives.gan_tts import evaluate_fdsd
+
+    recognizer = args.recognizer or "bundles/deepspeech2-default"
+    if not Path(recognizer).is_dir():
+        raise CliError(f"eval fdsd is not available yet: it needs a Deep Speech 2 bundle for its features "
+                       f"(none at {recognizer}; pass --recognizer DS2_BUNDLE)")
+    if not args.model or not args.data:
+        raise CliError("eval fdsd needs --model BUNDLE and --data CORPUS_DIR")
+    try:
+        print(json.dumps(evaluate_fdsd(args.model, args.data, recognizer)))
+    except (BundleError, FileNotFoundError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+    return 0
+
+
 def run(args) -> int:
+    if args.kind == "fdsd":
+        return eval_fdsd(args)
     if args.kind == "asr":
         return eval_asr(args)
     if args.kind in PLANNED:

@@ -1,0 +1,82 @@
+"""GAN-TTS generator speed: torch eager vs onnxruntime, 2 threads, 16 kHz.
+
+    python -m bench.gan_tts [--quick] [--bundle DIR] [--seconds S]
+
+Times whole-utterance generation of S seconds of audio (default 4 s) from
+200 Hz features; the figure is audio seconds per wall second (real-time
+factor). With --bundle it times that bundle's generator; otherwise the
+default config with fresh weights (the cost does not depend on the values).
+The last line is one JSON object.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.gan_tts import GanTTSConfig, GanTTSGenerator, export_onnx, onnx_session, run_onnx
+
+
+def best_time(fn, repeats: int) -> float:
+    fn()  # warm-up: allocations, oneDNN primitives
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--bundle", help="time this bundle's generator")
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    repeats = 3 if args.quick else 10
+    onnx_file = None
+    if args.bundle:
+        from models.bundle import load_bundle
+        from models.registry import model_from_bundle
+
+        bundle = load_bundle(args.bundle)
+        model, onnx_file = model_from_bundle(bundle), bundle.onnx_path
+    else:
+        model = GanTTSGenerator(GanTTSConfig()).eval()
+    cfg = model.config
+    with tempfile.TemporaryDirectory() as tmp:
+        if onnx_file is None:
+            onnx_file = export_onnx(model, Path(tmp) / "g.onnx")
+        session = onnx_session(onnx_file, threads=args.threads)
+        frames = int(args.seconds * 200)
+        rng = np.random.default_rng(0)
+        feats = rng.standard_normal((1, cfg.in_channels, frames)).astype(np.float32)
+        noise = rng.standard_normal((1, cfg.noise_dim)).astype(np.float32)
+        speaker = np.zeros(1, np.int64)
+        audio_s = frames * cfg.hop_length / cfg.sample_rate
+        t_onnx = best_time(lambda: run_onnx(session, feats, noise, speaker), repeats)
+        tf, tn, ts = torch.from_numpy(feats), torch.from_numpy(noise), torch.from_numpy(speaker)
+        with torch.no_grad():
+            t_torch = best_time(lambda: model(tf, tn, ts), repeats)
+            diff = float(np.abs(run_onnx(session, feats, noise, speaker) - model(tf, tn, ts).numpy()).max())
+    result = {
+        "benchmark": "gan_tts", "sample_rate": cfg.sample_rate, "threads": args.threads, "audio_s": audio_s,
+        "realtime_factor_torch": round(audio_s / t_torch, 2), "realtime_factor_onnx": round(audio_s / t_onnx, 2),
+        "onnx_speedup": round(t_torch / t_onnx, 3), "onnx_max_abs_diff": diff,
+        "params": model.num_params(), "channels": list(cfg.channels), "bundle": args.bundle or None,
+        "quick": args.quick,
+    }
+    print(f"torch {result['realtime_factor_torch']}x, onnxruntime {result['realtime_factor_onnx']}x real time "
+          f"({args.threads} threads, {cfg.sample_rate} Hz, {model.num_params():,} parameters)")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

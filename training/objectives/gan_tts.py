@@ -1,0 +1,382 @@
+"""GAN-TTS training: generator against the random-window discriminators.
+
+Each step takes random 2 s clips (400 frames of 200 Hz features and the
+matching audio), generates audio from the features, a noise vector and the
+speaker, then updates the discriminators with the hinge loss
+(`steps.step("disc", ...)`) and the generator with -D(G(z))
+(`steps.step("gen", ...)`). Two optimizers through the shared loop, both
+from the run's `optim` section (the paper: Adam, lr 1e-4, betas (0, 0.999)).
+
+`stft_weight` adds a multi-resolution STFT loss to the generator (Parallel
+WaveGAN's); the paper has none, so it defaults to 0, but short CPU runs
+learn much faster with it (the shipped config says which it used).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from models.audio import normalize_loudness, read_audio, resample
+from models.bundle import save_bundle
+from models.config import config_to_dict
+from models.gan_discriminators import DiscriminatorConfig, RandomWindowDiscriminators, hinge_d_loss, hinge_g_loss
+from models.gan_tts import GanTTSConfig, GanTTSGenerator, conditioning, export_onnx, phones_from_label
+from models.registry import bundle_tensors
+from models.text import FrontendConfig, pho_symbols
+from training.config import LoopConfig, OptimConfig
+from training.objective import Objective
+
+
+@dataclasses.dataclass(frozen=True)
+class GanTTSDataConfig:
+    root: str = "data/speech"
+    train_split: str = "train"
+    voices: tuple[str, ...] = ()  # speaker names (empty: all labelled train voices, sorted); ids follow this order
+    clip_frames: int = 400  # 2 s at 200 Hz
+    max_items: int = 0  # 0: all
+    val_items: int = 32  # last utterances of the train split, held out
+
+
+@dataclasses.dataclass(frozen=True)
+class GanTTSLossConfig:
+    stft_weight: float = 0.0  # 0: the paper's pure adversarial objective
+    stft_ffts: tuple[int, ...] = (512, 1024, 2048)  # STFT sizes (hop n_fft / 4)
+    adv_start_step: int = 0  # before it, the generator learns from the STFT loss alone (Parallel WaveGAN)
+
+
+@dataclasses.dataclass(frozen=True)
+class GanTTSRunConfig:
+    model: GanTTSConfig = GanTTSConfig()
+    disc: DiscriminatorConfig = DiscriminatorConfig()
+    data: GanTTSDataConfig = GanTTSDataConfig()
+    loss: GanTTSLossConfig = GanTTSLossConfig()
+    optim: OptimConfig = OptimConfig(lr=1e-4, betas=(0.0, 0.999), grad_clip=0.0)
+    loop: LoopConfig = LoopConfig(max_steps=20000, batch_size=8, log_every=25, val_every=500, ckpt_every=500)
+
+
+class ClipDataset:
+    """Utterances of 200 Hz features (C, T), audio (T * hop,) and a speaker id;
+    `get(index, rng)` cuts a random clip of `clip_frames` (zero-padded if shorter)."""
+
+    def __init__(self, items: list[tuple[np.ndarray, np.ndarray, int]], hop: int, clip_frames: int):
+        self.items, self.hop, self.clip_frames = items, hop, clip_frames
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def get(self, index: int, rng: np.random.Generator | None):
+        feats, audio, speaker = self.items[index]
+        n = self.clip_frames
+        start = int(rng.integers(0, feats.shape[1] - n + 1)) if rng is not None and feats.shape[1] > n else 0
+        f = feats[:, start:start + n]
+        a = audio[start * self.hop:(start + n) * self.hop]
+        if f.shape[1] < n:  # short utterance: pad with silence and zero features
+            f = np.pad(f, ((0, 0), (0, n - f.shape[1])))
+        a = np.pad(a, (0, n * self.hop - len(a)))
+        return torch.from_numpy(np.ascontiguousarray(f, np.float32)), torch.from_numpy(
+            np.ascontiguousarray(a, np.float32)), torch.tensor(speaker)
+
+    def __getitem__(self, index: int):
+        return self.get(index, None)
+
+
+class Corpus:
+    """The speech corpus (`sparsewave data speech`: labels.jsonl + wavs) as GAN-TTS items:
+    200 Hz features from the exact MBROLA labels, the audio at the model's rate, and a
+    speaker id per voice. Only voices with duration and pitch labels (MBROLA) can be used:
+    the others have no alignment. Validation holds out the last `val_items` utterances of
+    the train split (same voices, unseen sentences): held-out voices have no speaker id."""
+
+    def __init__(self, data: GanTTSDataConfig, model: GanTTSConfig):
+        self.data, self.model = data, model
+        path = Path(data.root) / "labels.jsonl"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found; build a corpus with `sparsewave data speech --out "
+                                    f"{data.root} --voices mb-us1 mb-us2 ...`")
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        rows = [r for r in rows if r.get("split") == data.train_split and r.get("durations_ms")]
+        self.voices = list(data.voices) or sorted({r["speaker"] for r in rows})
+        self.rows = [r for r in rows if r["speaker"] in self.voices]
+        if not self.rows:
+            raise ValueError(f"{path}: no {data.train_split} utterances with MBROLA labels for voices {self.voices}")
+        expected = len(pho_symbols()) + 4 + len(self.voices)
+        if model.in_channels != expected or model.n_speakers != len(self.voices):
+            raise ValueError(f"{len(self.voices)} voices ({', '.join(self.voices)}) need model.in_channels="
+                             f"{expected} and model.n_speakers={len(self.voices)}")
+        self.prosody = {r["speaker"]: r["voice"] for r in self.rows}
+        self.licences = sorted({r.get("licence", "unknown") for r in self.rows})
+
+    def items(self, split: str, limit: int = 0) -> list[tuple[np.ndarray, np.ndarray, int]]:
+        n_val = min(self.data.val_items, len(self.rows) // 2)
+        rows = self.rows[:len(self.rows) - n_val] if split == self.data.train_split else self.rows[-n_val:]
+        rows = rows[:limit] if limit else rows
+        return [self.load(row) for row in rows]
+
+    def load(self, row: dict) -> tuple[np.ndarray, np.ndarray, int]:
+        speaker = self.voices.index(row["speaker"])
+        feats = conditioning(phones_from_label(row), speaker, len(self.voices), self.model.sample_rate)
+        audio, sr = read_audio(Path(self.data.root) / "wavs" / f"{row['id']}.wav")
+        if sr != self.model.sample_rate:
+            audio = resample(audio, sr, self.model.sample_rate)
+        n = feats.shape[1] * self.model.hop_length
+        return feats, np.pad(audio[:n], (0, max(0, n - len(audio)))).astype(np.float32), speaker
+
+    def frontend_config(self) -> dict[str, Any]:
+        return {"voices": self.voices, "prosody_voices": self.prosody, "symbols": pho_symbols().to_dict(),
+                "frontend": FrontendConfig().to_dict()}
+
+    def licence(self) -> str:
+        return "; ".join(self.licences)
+
+
+def stft_loss(fake: torch.Tensor, real: torch.Tensor, ffts: tuple[int, ...]) -> torch.Tensor:
+    """Multi-resolution spectral convergence + log-magnitude L1 (B, T), (B, T) -> scalar."""
+    total = fake.new_zeros(())
+    for n_fft in ffts:
+        window = torch.hann_window(n_fft, device=fake.device)
+        mags = [torch.stft(x, n_fft, n_fft // 4, window=window, return_complex=True).abs().clamp_min(1e-5)
+                for x in (fake, real)]
+        total = total + torch.norm(mags[1] - mags[0]) / torch.norm(mags[1]).clamp_min(1e-5)
+        total = total + F.l1_loss(mags[0].log(), mags[1].log())
+    return total / len(ffts)
+
+
+def _inner(module: nn.Module) -> nn.Module:
+    return getattr(module, "module", module)  # DDP wraps modules
+
+
+class GanTTSObjective(Objective):
+    name = "gan-tts"
+    config_cls = GanTTSRunConfig
+    model_type = "gan-tts"
+    task = "tts"
+
+    def __init__(self, config: GanTTSRunConfig):
+        super().__init__(config)
+        if config.disc.sample_rate != config.model.sample_rate:
+            raise ValueError(f"disc.sample_rate {config.disc.sample_rate} != model.sample_rate "
+                             f"{config.model.sample_rate}")
+        if config.disc.cond_channels != config.model.in_channels:
+            raise ValueError(f"disc.cond_channels {config.disc.cond_channels} != model.in_channels "
+                             f"{config.model.in_channels}: the conditional discriminators see the features")
+        if config.loss.adv_start_step > 0 and config.loss.stft_weight <= 0:
+            raise ValueError("loss.adv_start_step needs loss.stft_weight > 0 (the warm-up trains on it)")
+        self._corpus = None
+
+    def build_modules(self):
+        return {"model": GanTTSGenerator(self.config.model), "disc": RandomWindowDiscriminators(self.config.disc)}
+
+    def optimizer_groups(self, modules):
+        return {"gen": list(modules["model"].parameters()), "disc": list(modules["disc"].parameters())}
+
+    # --- data -------------------------------------------------------------------
+    def corpus(self):
+        if self._corpus is None:
+            self._corpus = Corpus(self.config.data, self.config.model)
+        return self._corpus
+
+    def train_dataset(self):
+        return ClipDataset(self.corpus().items(self.config.data.train_split, self.config.data.max_items),
+                           self.config.model.hop_length, self.config.data.clip_frames)
+
+    def val_dataset(self):
+        return ClipDataset(self.corpus().items("valid"),
+                           self.config.model.hop_length, self.config.data.clip_frames)
+
+    # --- steps ------------------------------------------------------------------
+    def losses(self, modules, batch) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+        """(disc loss, fake audio, logs); the generator loss needs the updated disc."""
+        feats, real, speaker = batch
+        gen, disc = modules["model"], modules["disc"]
+        noise = torch.randn(feats.shape[0], self.config.model.noise_dim, device=feats.device)
+        fake = gen(feats, noise, speaker)
+        self._offsets = _inner(disc).sample_offsets(real.shape[0], real.shape[1])
+        d_real = disc(real, feats, self._offsets)
+        d_fake = disc(fake.detach(), feats, self._offsets)
+        d_loss = hinge_d_loss(d_real, d_fake)
+        logs = {"d_real": float(torch.stack([v.detach().mean() for v in d_real.values()]).mean()),
+                "d_fake": float(torch.stack([v.detach().mean() for v in d_fake.values()]).mean())}
+        return d_loss, fake, logs
+
+    def generator_loss(self, modules, batch, fake) -> tuple[torch.Tensor, dict[str, float]]:
+        feats, real, _ = batch
+        disc = modules["disc"]
+        _inner(disc).requires_grad_(False)  # no discriminator gradients from the generator's loss
+        try:
+            adv = hinge_g_loss(disc(fake, feats, self._offsets))
+        finally:
+            _inner(disc).requires_grad_(True)
+        logs = {"g_adv": adv.item()}
+        loss = adv
+        if self.config.loss.stft_weight > 0:
+            spec = stft_loss(fake, real, self.config.loss.stft_ffts)
+            loss = loss + self.config.loss.stft_weight * spec
+            logs["stft"] = spec.item()
+        return loss, logs
+
+    def train_step(self, modules, batch, step, steps):
+        if step < self.config.loss.adv_start_step:  # spectral warm-up: no discriminator yet
+            feats, real, speaker = batch
+            noise = torch.randn(feats.shape[0], self.config.model.noise_dim, device=feats.device)
+            spec = stft_loss(modules["model"](feats, noise, speaker), real, self.config.loss.stft_ffts)
+            steps.step("gen", self.config.loss.stft_weight * spec)
+            return {"loss": spec.item(), "stft": spec.item()}
+        d_loss, fake, logs = self.losses(modules, batch)
+        steps.step("disc", d_loss)
+        g_loss, g_logs = self.generator_loss(modules, batch, fake)
+        steps.step("gen", g_loss)
+        return {"loss": g_loss.item(), "d_loss": d_loss.item(), "g_loss": g_loss.item(), **logs, **g_logs}
+
+    @torch.no_grad()
+    def val_step(self, modules, batch):
+        feats, real, speaker = batch
+        gen = modules["model"]
+        fake = gen.generate(feats, speaker, seed=0)
+        d_loss, _, logs = self.losses(modules, batch)
+        return {"loss": stft_loss(fake, real, self.config.loss.stft_ffts).item(), "d_loss": d_loss.item(), **logs}
+
+    def log_media(self, modules, writer, step):
+        dataset = self.val_dataset()
+        if len(dataset) == 0:
+            return
+        feats, real, speaker = dataset[0]
+        device = next(modules["model"].parameters()).device
+        fake = modules["model"].generate(feats[None].to(device), speaker[None].to(device), seed=0)
+        writer.add_audio("val/generated", fake[0].cpu(), step, sample_rate=self.config.model.sample_rate)
+        writer.add_audio("val/real", real, step, sample_rate=self.config.model.sample_rate)
+
+    # --- export -----------------------------------------------------------------
+    def frontend_config(self) -> dict[str, Any]:
+        return self.corpus().frontend_config()
+
+    def feature_config(self) -> dict[str, Any]:
+        cfg = self.config.model
+        return {"sample_rate": cfg.sample_rate, "hop_length": cfg.hop_length, "frame_rate_hz": 200,
+                "in_channels": cfg.in_channels}
+
+    def inference_defaults(self) -> dict[str, Any]:
+        return {"seed": 0, "noise_scale": 1.0, "engine": "onnx"}
+
+    def licence(self) -> str:
+        return self.corpus().licence()
+
+    def export(self, modules, out, provenance, package_version):
+        model = modules["model"].cpu().eval()
+        with tempfile.TemporaryDirectory() as tmp:
+            onnx_path = export_onnx(model, Path(tmp) / "model.onnx")
+            return save_bundle(
+                out, model_type=self.model_type, task=self.task, model_config=config_to_dict(self.config.model),
+                tensors=bundle_tensors(model), feature_config=self.feature_config(),
+                frontend_config=self.frontend_config(), inference_defaults=self.inference_defaults(),
+                provenance=provenance, licence=self.licence(), package_version=package_version,
+                assets={"model.onnx": onnx_path})
+
+
+# --- evaluation: `sparsewave eval fdsd` -------------------------------------------
+def recognizer_features(transcriber) -> Callable[[np.ndarray], np.ndarray]:
+    """FDSD features from a Deep Speech 2 runtime: its top recurrent layer's output,
+    averaged over the utterance's frames (the paper averages DS2 activations over time)."""
+    model, logmel = transcriber.model, transcriber.logmel
+
+    @torch.no_grad()
+    def features(audio: np.ndarray) -> np.ndarray:
+        feats = logmel(torch.from_numpy(np.asarray(audio, np.float32))[None])
+        lengths = torch.tensor([feats.shape[1]])
+        h, out_lengths = model.encode(feats, lengths)
+        mask = torch.ones(1, h.shape[1], dtype=torch.bool)
+        for i in range(len(model.rnns)):
+            h, _ = model.rnn_layer(i, h, out_lengths, mask)
+        return h[0].mean(0).numpy()
+
+    return features
+
+
+def pocketsphinx_texts(audio: list[np.ndarray], sample_rate: int = 16000) -> list[str]:
+    """Transcripts by pocketsphinx's default US English model (an independent recognizer)."""
+    from pocketsphinx import Decoder
+
+    decoder = Decoder(samprate=sample_rate, loglevel="FATAL")
+    out = []
+    for a in audio:
+        decoder.start_utt()
+        decoder.process_raw((np.clip(a, -1, 1) * 32767).astype(np.int16).tobytes(), full_utt=True)
+        decoder.end_utt()
+        out.append(decoder.hyp().hypstr if decoder.hyp() is not None else "")
+    return out
+
+
+def reference_pairs(synth, texts: list[str]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Each held-out text rendered by MBROLA in one of the bundle's voices (round robin),
+    trimmed and normalized as the corpus is, and the generator's audio from the very same
+    labels: (real, generated), both at the model's rate."""
+    from training.data.speech import trim_phones
+    from training.data.voices import BY_NAME, synthesize
+
+    real, fake = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, text in enumerate(texts):
+            speaker = i % len(synth.voices)
+            audio, sr, phones = synthesize(BY_NAME[synth.voices[speaker]], text, Path(tmp) / str(i))
+            audio = resample(audio, sr, synth.sample_rate) if sr != synth.sample_rate else audio
+            kept, cut_start, _ = trim_phones(phones)
+            feats = conditioning(kept, speaker, len(synth.voices), synth.sample_rate, synth.symbols)
+            start, n = int(round(cut_start * synth.sample_rate / 1000)), feats.shape[1] * synth.config.hop_length
+            clip = audio[start:start + n]
+            real.append(normalize_loudness(np.pad(clip, (0, n - len(clip)))).astype(np.float32))
+            fake.append(synth.generate(feats, speaker).astype(np.float32))
+    return real, fake
+
+
+def evaluate_fdsd(model: str, data: str, recognizer: str, limit: int = 0, seed: int = 0) -> dict[str, Any]:
+    """FDSD/KDSD/cFDSD/cKDSD of a GAN-TTS bundle on the corpus's held-out sentences (valid and
+    test splits), the real-audio floor, and WER of generated vs real audio (DS2 and pocketsphinx)."""
+    import jiwer
+
+    from models.bundle import load_bundle
+    from models.gan_tts import GanTTSSynthesizer
+    from models.inference import load_runtime
+    from models.speech_distance import features, kernel_distance_splits, real_floor, speech_distances
+    from models.text import normalize_text
+
+    synth = GanTTSSynthesizer(load_bundle(model))
+    rec_bundle, transcriber = load_runtime(recognizer)
+    rows = [json.loads(line) for line in (Path(data) / "labels.jsonl").read_text().splitlines() if line.strip()]
+    texts = sorted({r["normalized"] for r in rows if r.get("split") in ("valid", "test")})
+    texts = [texts[i] for i in np.random.default_rng(seed).permutation(len(texts))][: limit or None]
+    if len(texts) < 8:
+        raise ValueError(f"{data}: only {len(texts)} held-out sentences; need at least 8")
+    real, fake = reference_pairs(synth, texts)
+    feature_fn = recognizer_features(transcriber)
+    f_real, f_fake = features(real, feature_fn), features(fake, feature_fn)
+    half = len(texts) // 2
+    a, b = slice(0, half), slice(half, 2 * half)
+    figures = speech_distances(f_fake[a], f_real[a], f_real[b])
+    floor = real_floor(np.concatenate([f_real[a], f_real[b]]), seed)
+    floor_plain = speech_distances(f_real[a], f_real[a], f_real[b])  # real A vs real B, as the model is measured
+    kdsd_mean, kdsd_std = kernel_distance_splits(f_fake, f_real, n_splits=10, subset=half, seed=seed)
+    refs = [normalize_text(t).lower() for t in texts[a]]
+    clean = lambda xs: [" ".join("".join(c for c in x.lower() if c.isalpha() or c in " '").split()) for x in xs]  # noqa: E731
+    wer = lambda hyps: float(jiwer.wer(clean(refs), [h or "-" for h in clean(hyps)]))  # noqa: E731
+    ds2 = lambda audio: [t.text for t in transcriber.transcribe_batch(audio)]  # noqa: E731
+    manifest = rec_bundle.manifest
+    return {
+        "model": str(model), "sentences": len(texts), "set_size": half, "voices": synth.voices,
+        "recognizer": {"bundle": str(recognizer), "model_type": manifest["model_type"],
+                       "weights_sha256": manifest["files"]["weights.safetensors"]["sha256"][:16],
+                       "provenance": {k: manifest.get("provenance", {}).get(k) for k in ("run_dir", "checkpoint", "step")},
+                       "features": "top recurrent layer, time-averaged"},
+        **figures, "kdsd_splits_mean": kdsd_mean, "kdsd_splits_std": kdsd_std,
+        "floor_real_vs_real": {"fdsd": floor_plain["fdsd"], "kdsd": floor_plain["kdsd"],
+                               "fdsd_random_halves": floor["fdsd"], "kdsd_random_halves": floor["kdsd"]},
+        "wer_ds2": {"generated": wer(ds2(fake[a])), "real": wer(ds2(real[a]))},
+        "wer_pocketsphinx": {"generated": wer(pocketsphinx_texts(fake[a], synth.sample_rate)),
+                             "real": wer(pocketsphinx_texts(real[a], synth.sample_rate))},
+    }
