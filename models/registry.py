@@ -34,6 +34,8 @@ def _builtin_specs() -> dict[str, ModelSpec]:
         "deepspeech2": __import__("models.deepspeech2", fromlist=["model_spec"]).model_spec(),
         "wavernn": __import__("models.wavernn", fromlist=["model_spec"]).model_spec(),
         "gan-tts": __import__("models.gan_tts", fromlist=["model_spec"]).model_spec(),
+        "wavenet": __import__("models.wavenet", fromlist=["model_spec"]).model_spec(),
+        "parallel-wavenet": __import__("models.parallel_wavenet", fromlist=["model_spec"]).model_spec(),
     }
 
 

@@ -12,8 +12,6 @@ _EXTRA: dict[str, type[Objective]] = {}
 
 # What each planned task needs, for a clear message until it lands.
 PLANNED = {
-    "wavenet": "the WaveNet teacher (issue 6)",
-    "parallel-wavenet": "the Parallel WaveNet student and distillation (issue 6)",
     "eats": "the EATS aligner and trainer (issue 8)",
     "onsets-frames": "the Onsets and Frames transcriber (issue 10)",
 }
@@ -24,6 +22,8 @@ def _builtin_tasks() -> dict[str, type[Objective]]:
         "deepspeech2": __import__("training.objectives.deepspeech2", fromlist=["X"]).DeepSpeech2Objective,
         "wavernn": __import__("training.objectives.wavernn", fromlist=["X"]).WaveRNNObjective,
         "gan-tts": __import__("training.objectives.gan_tts", fromlist=["GanTTSObjective"]).GanTTSObjective,
+        "wavenet": __import__("training.objectives.wavenet", fromlist=["X"]).WaveNetObjective,
+        "parallel-wavenet": __import__("training.objectives.parallel_wavenet", fromlist=["X"]).ParallelWaveNetObjective,
     }
 
 

@@ -1,0 +1,240 @@
+"""The Parallel WaveNet student (van den Oord et al. 2017, Sec. 2.2-2.3).
+
+A stack of inverse-autoregressive flows over logistic noise z ~ L(0, 1):
+
+    x^0 = z;   x^i_t = x^{i-1}_t * s^i(x^{i-1}_{<t}, c) + mu^i(x^{i-1}_{<t}, c)
+
+each (mu^i, ln s^i) from a WaveNet (models.wavenet.WaveNetStack) reading
+the previous flow's output shifted by one sample. Given z_{<t} the output is
+a single logistic, x_t ~ L(mu_tot_t, s_tot_t) with
+
+    s_tot = prod_i s^i,   mu_tot = sum_i mu^i prod_{j > i} s^j,
+
+so a sample, its per-sample means and scales, and hence the analytic
+entropy H = sum_t (ln s_tot_t + 2), all come out of one parallel pass.
+Conditioning is the teacher's (the WaveRNN conditioning net, shared by the
+flows). `invert` undoes the flows sample by sample (for tests and density
+checks only). The runtime serves the exported ONNX graph (z, cond, speaker)
+-> audio through onnxruntime.
+"""
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from models.logistic_mixture import logistic_log_pdf, logistic_noise
+from models.wavenet import WaveNetStack, dilations, receptive_field, shift_right
+from models.wavernn import CondNet, upsample_frames
+
+
+@dataclasses.dataclass(frozen=True)
+class ParallelWaveNetConfig:
+    sample_rate: int = 16000
+    hop_length: int = 80
+    flow_layers: tuple[int, ...] = (10, 10, 10, 30)  # the paper's four flows
+    dilation_cycle: int = 10
+    residual_channels: int = 64
+    skip_channels: int = 64
+    log_scale_min: float = -9.0  # floor of each flow's ln s
+    init_log_scale: float = -3.0  # ln s_tot at initialization (audio-sized noise)
+    # Conditioning (field names shared with models.wavernn.CondNet; match the teacher's).
+    cond_kind: str = "linguistic"
+    cond_channels: int = 87
+    cond_hidden: int = 64
+    cond_kernel: int = 5
+    cond_layers: int = 2
+    n_speakers: int = 1
+    speaker_dim: int = 16
+
+    @property
+    def receptive_field(self) -> int:
+        return sum(receptive_field(dilations(n, self.dilation_cycle)) for n in self.flow_layers)
+
+
+class ParallelWaveNet(nn.Module):
+    """forward(z, cond, speaker) -> (x, mean, log_scale), each (B, T)."""
+
+    def __init__(self, config: ParallelWaveNetConfig):
+        super().__init__()
+        self.config = config
+        self.cond_net = CondNet(config)
+        self.flows = nn.ModuleList(
+            WaveNetStack(1, 2, config.residual_channels, config.skip_channels,
+                         dilations(n, config.dilation_cycle), config.cond_hidden)
+            for n in config.flow_layers)
+        for flow in self.flows:  # each flow starts as a fixed affine map (Glow-style zero init)
+            nn.init.zeros_(flow.out2.weight)
+            nn.init.zeros_(flow.out2.bias)
+        with torch.no_grad():
+            self.flows[0].out2.bias[1] = config.init_log_scale
+
+    def conditioning(self, cond: torch.Tensor, speaker: torch.Tensor, n_samples: int,
+                     cond_offset: int = 0) -> torch.Tensor:
+        """(B, K, C), (B,) -> (B, cond_hidden, n_samples)."""
+        hidden = self.cond_net(cond, speaker)[:, cond_offset:]
+        return upsample_frames(hidden, self.config.hop_length, n_samples).transpose(1, 2)
+
+    def flow_params(self, flow: WaveNetStack, x: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One flow's (mu, ln s), each (B, T), from its input x (B, T)."""
+        out = flow(shift_right(x), c)
+        return out[:, 0], torch.clamp(out[:, 1], min=self.config.log_scale_min)
+
+    def forward(self, z: torch.Tensor, cond: torch.Tensor, speaker: torch.Tensor,
+                cond_offset: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """z (B, T) logistic noise, cond (B, K, C), speaker (B,) -> x, mean, log_scale (B, T):
+        x_t = mean_t + exp(log_scale_t) z_t, mean and scale depending on z_{<t} only."""
+        c = self.conditioning(cond, speaker, z.shape[1], cond_offset)
+        x, mean, log_s = z, torch.zeros_like(z), torch.zeros_like(z)
+        for flow in self.flows:
+            mu, ls = self.flow_params(flow, x, c)
+            s = torch.exp(ls)
+            x, mean, log_s = x * s + mu, mean * s + mu, log_s + ls
+        return x, mean, log_s
+
+    @torch.no_grad()
+    def generate(self, cond: torch.Tensor, speaker: torch.Tensor, z: torch.Tensor | None = None,
+                 seed: int = 0) -> torch.Tensor:
+        """One parallel pass: (B, K, C) -> audio (B, K * hop) in [-1, 1] (z drawn from `seed` if not given)."""
+        if z is None:
+            g = torch.Generator().manual_seed(seed)
+            z = logistic_noise((cond.shape[0], cond.shape[1] * self.config.hop_length), g).to(cond.device)
+        return torch.clamp(self(z, cond, speaker)[0], -1.0, 1.0)
+
+    @torch.no_grad()
+    def invert(self, x: torch.Tensor, cond: torch.Tensor, speaker: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sequential inverse: x (B, T) -> (z, sum over flows of ln s) (B, T). T passes per flow."""
+        c = self.conditioning(cond, speaker, x.shape[1])
+        total_ls = torch.zeros_like(x)
+        for flow in reversed(self.flows):
+            prev = torch.zeros_like(x)
+            for t in range(x.shape[1]):
+                mu, ls = self.flow_params(flow, prev, c)  # position t sees prev[:, :t] only
+                prev[:, t] = (x[:, t] - mu[:, t]) * torch.exp(-ls[:, t])
+            mu, ls = self.flow_params(flow, prev, c)
+            total_ls = total_ls + ls
+            x = prev
+        return x, total_ls
+
+    def log_prob(self, x: torch.Tensor, cond: torch.Tensor, speaker: torch.Tensor) -> torch.Tensor:
+        """log p_S(x) (B,) by change of variables through the inverse (slow; tests)."""
+        z, total_ls = self.invert(x, cond, speaker)
+        return (logistic_log_pdf(z, torch.zeros_like(z), torch.zeros_like(z)) - total_ls).sum(-1)
+
+
+class StudentGraph(nn.Module):
+    """What the ONNX graph holds: (z (B, T), cond (B, K, C), speaker (B,)) -> audio (B, T)."""
+
+    def __init__(self, model: ParallelWaveNet):
+        super().__init__()
+        self.model = model
+
+    def forward(self, z: torch.Tensor, cond: torch.Tensor, speaker: torch.Tensor) -> torch.Tensor:
+        return torch.clamp(self.model(z, cond, speaker)[0], -1.0, 1.0)
+
+
+def export_onnx(model: ParallelWaveNet, path: str | Path, frames: int = 8, opset: int = 17) -> Path:
+    """TorchScript-based export (dynamo=False), dynamic batch, frames and samples."""
+    model = model.eval()
+    cfg = model.config
+    args = (torch.randn(1, frames * cfg.hop_length), torch.randn(1, frames, cfg.cond_channels),
+            torch.zeros(1, dtype=torch.long))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(StudentGraph(model), args, str(path), dynamo=False, opset_version=opset,
+                          input_names=["z", "cond", "speaker"], output_names=["audio"],
+                          dynamic_axes={"z": {0: "batch", 1: "samples"}, "cond": {0: "batch", 1: "frames"},
+                                        "speaker": {0: "batch"}, "audio": {0: "batch", 1: "samples"}})
+    return Path(path)
+
+
+def onnx_session(path: str | Path, threads: int = 0):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def run_onnx(session, z: np.ndarray, cond: np.ndarray, speaker: np.ndarray) -> np.ndarray:
+    """(B, T) float32 noise, (B, K, C) float32, (B,) int64 -> (B, T) audio."""
+    return session.run(["audio"], {"z": z.astype(np.float32), "cond": cond.astype(np.float32),
+                                   "speaker": speaker.astype(np.int64)})[0]
+
+
+class ParallelWaveNetSynthesizer:
+    """models.inference.Synthesizer: text -> MBROLA-voice prosody (espeak-ng --pho) -> 200 Hz
+    linguistic features -> the student through onnxruntime (or torch) -> audio, one chunk.
+    Mel-conditioned bundles vocode log-mel instead (`vocode`); they cannot read text."""
+
+    streaming = False
+
+    def __init__(self, bundle, engine: str | None = None, threads: int | None = None):
+        from models.registry import model_from_bundle
+
+        front, defaults = bundle.manifest["frontend_config"], bundle.manifest.get("inference_defaults", {})
+        self.voices: list[str] = list(front.get("speakers", [])) or ["default"]
+        self.prosody_voices: dict[str, str] = dict(front.get("prosody_voices", {}))
+        self.frontend = front.get("frontend", {})
+        self.model: ParallelWaveNet = model_from_bundle(bundle)
+        self.config = self.model.config
+        self.sample_rate = self.config.sample_rate
+        self.seed = int(defaults.get("seed", 0))
+        self.engine = engine or defaults.get("engine", "onnx")
+        threads = threads if threads is not None else int(defaults.get("threads", 0))
+        self.session = None
+        if self.engine == "onnx":
+            if bundle.onnx_path is None:
+                raise ValueError(f"{bundle.path}: engine onnx needs model.onnx in the bundle")
+            self.session = onnx_session(bundle.onnx_path, threads)
+        elif self.engine != "torch":
+            raise ValueError(f"engine={self.engine!r}; choose onnx or torch")
+
+    def features(self, text: str, voice: str | None = None, speed: float = 1.0) -> np.ndarray:
+        """Text -> (K, C) linguistic features (the training layout: one constant speaker column)."""
+        from models.text import FrontendConfig, Phone, features_from_phones, pho_symbols, text_to_phones, to_model_input
+
+        if self.config.cond_kind != "linguistic":
+            raise ValueError("this Parallel WaveNet is conditioned on log-mel (copy-synthesis); "
+                             "it cannot speak text: call vocode(mel) instead")
+        voice = self._voice(voice)
+        if not 0.25 <= speed <= 4.0:
+            raise ValueError(f"speed {speed} is outside 0.25 ... 4")
+        config = FrontendConfig.from_dict(self.frontend) if self.frontend else FrontendConfig()
+        config = dataclasses.replace(config, prosody_voice=self.prosody_voices.get(voice, config.prosody_voice))
+        phones = [Phone(p.phoneme, p.duration_ms / speed, p.pitch) for p in text_to_phones(text, config)]
+        feats = features_from_phones(phones, 0, self.sample_rate)
+        return to_model_input(feats, len(pho_symbols()), 1).numpy().astype(np.float32)
+
+    def _voice(self, voice: str | None) -> str:
+        voice = voice or self.voices[0]
+        if voice not in self.voices:
+            raise ValueError(f"unknown voice {voice!r}; this model has: {', '.join(self.voices)}")
+        return voice
+
+    def vocode(self, cond: np.ndarray, voice: str | None = None, seed: int | None = None) -> np.ndarray:
+        """(K, C) frame features -> (K * hop,) float32 audio in one parallel pass."""
+        speaker = np.array([self.voices.index(self._voice(voice))], dtype=np.int64)
+        g = torch.Generator().manual_seed(self.seed if seed is None else seed)
+        z = logistic_noise((1, cond.shape[0] * self.config.hop_length), g)
+        if self.session is not None:
+            return run_onnx(self.session, z.numpy(), cond[None], speaker)[0]
+        with torch.no_grad():
+            return self.model.generate(torch.from_numpy(cond[None]).float(), torch.from_numpy(speaker), z)[0].numpy()
+
+    def synthesize(self, text: str, voice: str | None = None, speed: float = 1.0) -> Iterator[np.ndarray]:
+        yield self.vocode(self.features(text, voice, speed), voice).astype(np.float32)
+
+
+def model_spec():
+    from models.registry import ModelSpec
+
+    return ModelSpec("parallel-wavenet", ParallelWaveNetConfig, ParallelWaveNet, "tts", ParallelWaveNetSynthesizer)
