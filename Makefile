@@ -25,7 +25,9 @@ $(STAMP): pyproject.toml
 serve: install
 	$(VENV)/bin/sparsewave serve --host $(HOST) --port $(PORT)
 
+# The web page test drives Debian's chromium (kept out of the Docker image).
 test: install
+	@command -v chromium >/dev/null || DEBIAN_FRONTEND=noninteractive $$([ "$$(id -u)" -eq 0 ] || echo sudo) apt-get install -y -q --no-install-recommends chromium
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 clean-venv:
