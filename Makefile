@@ -27,7 +27,8 @@ serve: install
 
 # The web page test drives Debian's chromium (kept out of the Docker image).
 test: install
-	@command -v chromium >/dev/null || DEBIAN_FRONTEND=noninteractive $$([ "$$(id -u)" -eq 0 ] || echo sudo) apt-get install -y -q --no-install-recommends chromium
+	@command -v chromium >/dev/null || { SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends chromium; }
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 clean-venv:
