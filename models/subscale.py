@@ -221,7 +221,7 @@ def _worker(W, wx, P, hop, ctx_w, ctx_b, wctx, Fh, Pp, uniforms, out, G, progres
             wf._axpy(np.float32(c_prev[s_i]) / np.float32(127.5) - np.float32(1.0), wx[0], gi, 3 * H)
             wf._axpy(np.float32(f_prev[s_i]) / np.float32(127.5) - np.float32(1.0), wx[1], gi, 3 * H)
             c, f = wf._step(W, gi, h[s_i], hn, gh, y1, lg, wx, uniforms[t, 0], uniforms[t, 1])
-            h[s_i, :] = hn[:H]
+            wf._copy(hn, h[s_i], H)
             out[t] = c * 256 + f
             G[i, j + Pp] = np.float32(c * 256 + f - 32768) / np.float32(32768.0)
             c_prev[s_i], f_prev[s_i] = c, f

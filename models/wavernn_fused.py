@@ -205,10 +205,12 @@ def tanh_f(x):
 def _gates(gi, gh, h, out, lo, hi, H):
     """GRU update of state units lo..hi (rows g * H + i of gate g)."""
     half = np.float32(0.5)
-    for i in range(lo, hi):
+    uH, u2H = np.uint64(H), np.uint64(2 * H)
+    for j in range(lo, hi):
+        i = np.uint64(j)  # unsigned: no wraparound test, so the loop vectorizes
         r = half * tanh_f(half * (gi[i] + gh[i])) + half
-        z = half * tanh_f(half * (gi[H + i] + gh[H + i])) + half
-        n = tanh_f(gi[2 * H + i] + r * gh[2 * H + i])
+        z = half * tanh_f(half * (gi[uH + i] + gh[uH + i])) + half
+        n = tanh_f(gi[u2H + i] + r * gh[u2H + i])
         out[i] = (np.float32(1.0) - z) * n + z * h[i]
 
 
@@ -216,6 +218,18 @@ def _gates(gi, gh, h, out, lo, hi, H):
 def _axpy(a, x, y, n):
     for i in range(n):
         y[i] += a * x[i]
+
+
+@njit(fastmath=True, error_model="numpy", cache=True)
+def _add(y, b, n):
+    for i in range(n):
+        y[i] += b[i]
+
+
+@njit(fastmath=True, error_model="numpy", cache=True)
+def _copy(src, dst, n):
+    for i in range(n):
+        dst[i] = src[i]
 
 
 @njit(fastmath=True, error_model="numpy", cache=True)
@@ -261,9 +275,8 @@ def _step(W, gi, h, hn, gh, y1, lg, wx, u_c, u_f):
     H = h.shape[0]
     half = H // 2
     bsr_mv(R, h, gh)
-    for i in range(3 * H):
-        gh[i] += b_hh[i]
-    _gates(gi, gh, h, hn, 0, half, H)
+    _add(gh, b_hh, 3 * H)
+    _gates(gi, gh, h, hn, half - half, half, H)  # not a literal 0: that would compile a scalar twin
     bsr_mv(O1, hn, y1)
     _bias_relu(y1, b1, half)
     bsr_mv(O2, y1, lg)
@@ -296,7 +309,7 @@ def _run_stream(W, wx, P, hop, uniforms, out):
         _axpy(np.float32(c_prev) / np.float32(127.5) - np.float32(1.0), wx[0], gi, 3 * H)
         _axpy(np.float32(f_prev) / np.float32(127.5) - np.float32(1.0), wx[1], gi, 3 * H)
         c, f = _step(W, gi, h, hn, gh, y1, lg, wx, uniforms[t, 0], uniforms[t, 1])
-        h[:] = hn[:H]
+        _copy(hn, h, H)
         out[t] = c * 256 + f
         c_prev, f_prev = c, f
 
@@ -324,8 +337,10 @@ def _compile() -> None:
         H = 32
         f32 = np.float32
         v = np.zeros(3 * H + 16, f32)
-        _gates(v, v, v, v, 0, 1, H)
+        _gates(v, v, v, v, H - H, 1, H)
         _axpy(f32(1.0), v, v, 1)
+        _add(v, v, 1)
+        _copy(v, v, 1)
         _bias_relu(v, v, 1)
         _interp(np.zeros((2, 3 * H), f32), 0, 1, 0.5, v, 1)
         sample_byte(np.zeros(256, f32), np.zeros(256, f32), 0.5)
