@@ -2,7 +2,7 @@
 
     python -m bench.gan_tts [--quick] [--bundle DIR] [--seconds S]
 
-Times whole-utterance generation of S seconds of audio (default 4 s) from
+Times whole-utterance generation of S seconds of audio (default 4 s; best of 10 runs) from
 200 Hz features; the figure is audio seconds per wall second (real-time
 factor). With --bundle it times that bundle's generator; otherwise the
 default config with fresh weights (the cost does not depend on the values).
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -36,11 +37,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--bundle", help="time this bundle's generator")
-    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--seconds", type=float, default=None, help="audio per run (default 4, --quick 2)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    repeats = 3 if args.quick else 10
+    repeats = 2 if args.quick else 10
+    seconds = args.seconds or (2.0 if args.quick else 4.0)
     onnx_file = None
     if args.bundle:
         from models.bundle import load_bundle
@@ -55,7 +57,7 @@ def main() -> None:
         if onnx_file is None:
             onnx_file = export_onnx(model, Path(tmp) / "g.onnx")
         session = onnx_session(onnx_file, threads=args.threads)
-        frames = int(args.seconds * 200)
+        frames = int(seconds * 200)
         rng = np.random.default_rng(0)
         feats = rng.standard_normal((1, cfg.in_channels, frames)).astype(np.float32)
         noise = rng.standard_normal((1, cfg.noise_dim)).astype(np.float32)
@@ -71,7 +73,7 @@ def main() -> None:
         "realtime_factor_torch": round(audio_s / t_torch, 2), "realtime_factor_onnx": round(audio_s / t_onnx, 2),
         "onnx_speedup": round(t_torch / t_onnx, 3), "onnx_max_abs_diff": diff,
         "params": model.num_params(), "channels": list(cfg.channels), "bundle": args.bundle or None,
-        "quick": args.quick,
+        "quick": args.quick, "load_avg_1min": round(os.getloadavg()[0], 2),  # the machine is shared
     }
     print(f"torch {result['realtime_factor_torch']}x, onnxruntime {result['realtime_factor_onnx']}x real time "
           f"({args.threads} threads, {cfg.sample_rate} Hz, {model.num_params():,} parameters)")
