@@ -56,7 +56,7 @@ def main(argv=None) -> int:
     p.add_argument("--model", default=str(ROOT / "bundles" / "deepspeech2-default"))
     p.add_argument("--data", default=str(ROOT / "data" / "speech"))
     p.add_argument("--split", default="test")
-    p.add_argument("--limit", type=int, default=0, help="utterances (default: all; --quick: 32)")
+    p.add_argument("--limit", type=int, default=0, help="utterances (default: all; --quick: 24)")
     p.add_argument("--quick", action="store_true", help="a smaller held-out set, under 50 s")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
@@ -73,33 +73,37 @@ def main(argv=None) -> int:
     from training.objectives.deepspeech2 import error_rates, split_audio
 
     bundle, runtime = load_runtime(args.model)
-    limit = args.limit or (32 if args.quick else 0)
+    limit = args.limit or (24 if args.quick else 0)
     audio, refs, rows = split_audio(args.data, args.split, limit, runtime.sample_rate)
     seconds = sum(len(a) for a in audio) / runtime.sample_rate
     runtime.transcribe_batch(audio[:2])  # warm-up
 
     # One utterance at a time: the real-time factor of a single stream.
     hyps: list[str] = []
-    wall = timed(lambda: hyps.extend(runtime.transcribe_batch([a])[0].text for a in audio))
+    times: list[float] = []
+    for a in audio:
+        t0 = time.perf_counter()
+        hyps.append(runtime.transcribe_batch([a])[0].text)
+        times.append(time.perf_counter() - t0)
+    wall = sum(times)
     ours = error_rates(refs, hyps)
-    greedy = error_rates(refs, [labels_to_text(greedy_labels(lp)) for i in range(0, len(audio), 16)
-                                for lp in runtime.log_probs(audio[i:i + 16])])
+    probs = [lp for i in range(0, len(audio), 16) for lp in runtime.log_probs(audio[i:i + 16])]
+    greedy = error_rates(refs, [labels_to_text(greedy_labels(lp)) for lp in probs])
 
     # Batch Dispatch: 16 concurrent utterances as one batch vs one at a time.
     group = (audio * (16 // len(audio) + 1))[:16]
-    singles = min(timed(lambda: [runtime.transcribe_batch([a]) for a in group]) for _ in range(2))
-    batched = min(timed(lambda: runtime.transcribe_batch(group)) for _ in range(2))
-    model_singles = min(timed(lambda: [runtime.log_probs([a]) for a in group]) for _ in range(2))
-    model_batched = min(timed(lambda: runtime.log_probs(group)) for _ in range(2))
+    singles = sum((times * (16 // len(times) + 1))[:16])
+    batched = timed(lambda: runtime.transcribe_batch(group))
+    model_singles = timed(lambda: [runtime.log_probs([a]) for a in group])
+    model_batched = timed(lambda: runtime.log_probs(group))
 
     # Acoustic model alone: torch vs onnxruntime (same threads).
     onnx_rtf = None
     if bundle.onnx_path is not None:
-        onnx = DeepSpeech2Transcriber.from_bundle(bundle, engine="onnx")
-        onnx.session.set_providers(["CPUExecutionProvider"])
+        onnx = DeepSpeech2Transcriber.from_bundle(bundle, engine="onnx", threads=args.threads)
         group_s = sum(len(a) for a in group) / runtime.sample_rate
         onnx.log_probs(group[:1])
-        onnx_single = min(timed(lambda: [onnx.log_probs([a]) for a in group]) for _ in range(2))
+        onnx_single = timed(lambda: [onnx.log_probs([a]) for a in group])
         onnx_rtf = group_s / onnx_single
         torch_rtf = group_s / model_singles
 

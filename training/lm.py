@@ -5,64 +5,44 @@ n-gram (one absolute discount per order,
 D = n1 / (n1 + 2 n2)) in plain Python, prunes rare high-order n-grams,
 renormalizes the backoff weights after pruning, and writes the KenLM-readable
 ARPA text format. The text comes from packaged sources: Debian fortunes and
-the quoted examples of WordNet.
+the quoted examples of WordNet, as training/data/sentences.py extracts them.
 """
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
 from models.deepspeech2.text import normalize_transcript
 
-FORTUNES_DIR = Path("/usr/share/games/fortunes")
-WORDNET_DIR = Path("/usr/share/wordnet")
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
+def corpus_sentences(splits: tuple[str, ...] = ("train",), exclude: Iterable[str] = ()) -> list[str]:
+    """Sentences of fortunes and WordNet (training/data/sentences.py) in the given sentence splits,
+    spelled out (models.text) and normalized to the recognizer's alphabet, de-duplicated, minus `exclude`.
 
-def fortune_sentences(root: Path = FORTUNES_DIR) -> Iterator[str]:
-    """Sentences of the fortune files (the off/ directory is skipped)."""
-    if not root.is_dir():
-        return
-    for path in sorted(root.iterdir()):
-        if not path.is_file() or path.suffix in (".dat", ".u8") or path.name.startswith("."):
-            continue
-        text = path.read_text(encoding="utf-8", errors="replace")
-        for entry in text.split("\n%\n"):
-            # Attribution lines ("-- Author") and indented art are not prose.
-            lines = [ln for ln in entry.splitlines() if not ln.strip().startswith("--") and ln.strip()
-                     and not ln.startswith(("\t\t", "        "))]
-            body = " ".join(ln.strip() for ln in lines)
-            if sum(ch.isalpha() for ch in body) < 0.6 * max(len(body), 1):
-                continue  # ascii art, code
-            for sentence in _SENTENCE_END.split(body):
-                yield sentence
+    The splits are fixed by each sentence's hash, so the default (train only)
+    never holds a sentence that a `sparsewave data speech` corpus speaks in
+    its valid or test split.
+    """
+    from models.text import FrontendError, normalize_text
+    from training.data.sentences import all_sentences
 
-
-def wordnet_sentences(root: Path = WORDNET_DIR) -> Iterator[str]:
-    """The quoted usage examples in WordNet's data.* files."""
-    for path in sorted(root.glob("data.*")):
-        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-            if line.startswith("  ") or "|" not in line:
-                continue  # the licence header
-            yield from re.findall(r'"([^"]+)"', line.split("|", 1)[1])
-
-
-def corpus_sentences(min_words: int = 2, max_words: int = 40, exclude: Iterable[str] = ()) -> list[str]:
-    """Normalized, de-duplicated sentences of fortunes and WordNet, minus `exclude`."""
     banned = {normalize_transcript(s) for s in exclude}
+    by_split = all_sentences()
     seen: set[str] = set()
     out = []
-    for raw in (*fortune_sentences(), *wordnet_sentences()):
-        text = normalize_transcript(raw)
-        n = text.count(" ") + 1 if text else 0
-        if min_words <= n <= max_words and text not in seen and text not in banned:
-            seen.add(text)
-            out.append(text)
+    for split in splits:
+        for raw in by_split.get(split, []):
+            try:
+                text = normalize_transcript(normalize_text(raw))
+            except (FrontendError, ValueError):
+                continue
+            if text and text not in seen and text not in banned:
+                seen.add(text)
+                out.append(text)
     return out
 
 

@@ -65,7 +65,7 @@ class DeepSpeech2Transcriber:
         beam = BeamConfig(**{k: v for k, v in defaults.items() if k in beam_keys})
         return cls(model, FeatureConfig.from_dict(bundle.manifest["feature_config"]), lm=lm,
                    beam=beam, decoder=defaults.get("decoder", "beam" if lm else "greedy"),
-                   onnx_path=bundle.onnx_path, engine=defaults.get("engine", "torch"))
+                   onnx_path=bundle.onnx_path, engine=defaults.get("engine", "torch"), threads=defaults.get("threads"))
 
     # --- acoustic model ---------------------------------------------------------
     @torch.no_grad()

@@ -75,6 +75,12 @@ def test_dataset_reads_the_split_and_sorts_for_sortagrad(tmp_path):
     feats, labels = train.get(0, np.random.default_rng(0))
     assert feats.shape[1] == 16 and labels.ndim == 1
     assert {r["split"] for r in read_labels(root, "test")} == {"test"}
+    import dataclasses
+
+    cfg = run_config(root)
+    piped = DeepSpeech2Objective(dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, augment_recipe="pipeline")))
+    feats2, labels2 = piped.train_dataset().get(0, np.random.default_rng(0))
+    assert feats2.shape[1] == 16 and torch.isfinite(feats2).all() and torch.equal(labels, labels2)
 
 
 def test_kneser_ney_normalizes_and_reads_packaged_text(tmp_path):
@@ -83,11 +89,12 @@ def test_kneser_ney_normalizes_and_reads_packaged_text(tmp_path):
     lm = NGramLM.from_arpa(write_arpa(build_kneser_ney(SENTENCES * 2, min_counts=(1, 2, 2)), tmp_path / "x.arpa"))
     for state in [(BOS,), ("a",), ("a", "cat")]:
         assert sum(math.exp(lm.score(state, w)[0]) for w in lm.vocab if w != BOS) == pytest.approx(1.0, abs=1e-4)
-    held_out = corpus_sentences()[:3]
-    if not held_out:
+    some = corpus_sentences(("test",))  # the smallest split keeps this quick
+    if not some:
         pytest.skip("fortunes/wordnet packages not installed")
-    rest = corpus_sentences(exclude=held_out)
-    assert not set(held_out) & set(rest)
+    rest = corpus_sentences(("test",), exclude=some[:3])
+    assert len(rest) == len(some) - 3 and not set(some[:3]) & set(rest)
+    assert all(s == " ".join(s.split()) and s.replace(" ", "").replace("'", "").isalpha() for s in some)
 
 
 @pytest.mark.slow

@@ -24,6 +24,8 @@ def add_parser(subparsers) -> None:
     b.add_argument("--order", type=int, default=3)
     b.add_argument("--min-counts", default="1,2,2",
                    help="per order, drop n-grams seen fewer times (default 1,2,2: keeps the LM a few MB)")
+    b.add_argument("--splits", default="train",
+                   help="sentence splits of training/data/sentences.py to use (default train: never a held-out one)")
     b.add_argument("--exclude-corpus", action="append", default=[],
                    help="speech corpus whose held-out sentences (valid, test) are left out; repeatable")
     b.set_defaults(func=run_build)
@@ -45,7 +47,8 @@ def run_build(args) -> int:
         from training.objectives.deepspeech2 import read_labels
 
         try:
-            exclude += [r.get("text", "") for r in read_labels(root) if r.get("split") != "train"]
+            exclude += [r.get("normalized") or r.get("text", "") for r in read_labels(root)
+                        if r.get("split") != "train"]
         except FileNotFoundError as exc:
             raise CliError(str(exc)) from None
     try:
@@ -53,7 +56,7 @@ def run_build(args) -> int:
     except ValueError:
         raise CliError(f"--min-counts {args.min_counts!r}: expected integers like 1,2,2") from None
     t0 = time.perf_counter()
-    sentences = corpus_sentences(exclude=exclude)
+    sentences = corpus_sentences(tuple(args.splits.split(",")), exclude=exclude)
     if not sentences:
         raise CliError("no sentences found: install the fortunes, fortunes-min and wordnet-base packages")
     tables = build_kneser_ney(sentences, order=args.order, min_counts=min_counts)

@@ -42,6 +42,9 @@ class DeepSpeech2DataConfig:
     max_seconds: float = 15.0  # longer utterances are skipped
     val_items: int = 256  # 0: the whole validation split
     augment: bool = True
+    # light: gain, white noise and tempo below; pipeline: training/data/augment.py's random_augment
+    # (speed 0.9/1/1.1, reverb, white/pink noise at 5-30 dB SNR, gain)
+    augment_recipe: str = "light"
     gain_db: tuple[float, float] = (-12.0, 6.0)
     noise_snr_db: tuple[float, float] = (15.0, 45.0)  # white noise at a random SNR
     noise_prob: float = 0.5
@@ -90,7 +93,7 @@ def read_labels(root: str | Path, split: str | None = None) -> list[dict[str, An
 
 def row_text(row: dict[str, Any]) -> str:
     """The transcript of a label row, normalized to the recognizer's alphabet."""
-    for key in ("normalized_text", "text_normalized", "text"):
+    for key in ("normalized", "normalized_text", "text"):
         if row.get(key):
             return normalize_transcript(row[key])
     raise KeyError(f"label row {row.get('id')} has no text")
@@ -139,6 +142,12 @@ class SpeechDataset:
 
     def _augment(self, audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         d = self.data
+        if d.augment_recipe == "pipeline":
+            from training.data.augment import random_augment
+
+            return random_augment(audio, self.features.sample_rate, rng).astype(np.float32)
+        if d.augment_recipe != "light":
+            raise ValueError(f"data.augment_recipe={d.augment_recipe!r}; choose light or pipeline")
         lo, hi = d.tempo
         if hi > lo:
             import soxr
