@@ -36,6 +36,7 @@ def _builtin_specs() -> dict[str, ModelSpec]:
         "gan-tts": __import__("models.gan_tts", fromlist=["model_spec"]).model_spec(),
         "wavenet": __import__("models.wavenet", fromlist=["model_spec"]).model_spec(),
         "parallel-wavenet": __import__("models.parallel_wavenet", fromlist=["model_spec"]).model_spec(),
+        "onsets-frames": __import__("models.onsets_frames", fromlist=["model_spec"]).model_spec(),
     }
 
 

@@ -13,7 +13,6 @@ _EXTRA: dict[str, type[Objective]] = {}
 # What each planned task needs, for a clear message until it lands.
 PLANNED = {
     "eats": "the EATS aligner and trainer (issue 8)",
-    "onsets-frames": "the Onsets and Frames transcriber (issue 10)",
 }
 
 
@@ -24,6 +23,7 @@ def _builtin_tasks() -> dict[str, type[Objective]]:
         "gan-tts": __import__("training.objectives.gan_tts", fromlist=["GanTTSObjective"]).GanTTSObjective,
         "wavenet": __import__("training.objectives.wavenet", fromlist=["X"]).WaveNetObjective,
         "parallel-wavenet": __import__("training.objectives.parallel_wavenet", fromlist=["X"]).ParallelWaveNetObjective,
+        "onsets-frames": __import__("training.objectives.onsets_frames", fromlist=["X"]).OnsetsFramesObjective,
     }
 
 

@@ -5,7 +5,6 @@ from training.errors import CliError
 
 # Each evaluation lands with its model; until then the message names what is missing.
 PLANNED = {
-    "onsets-frames": "piano note/frame F1 needs the Onsets and Frames model (issue 10)",
     "tts": "intelligibility and copy-synthesis quality need a TTS model (issue 5)",
 }
 
@@ -59,11 +58,33 @@ def eval_fdsd(args) -> int:
     return 0
 
 
+def eval_onsets_frames(args) -> int:
+    """Note, note-with-offset(-and-velocity) and frame F1 (mir_eval) of a piano bundle on a MAESTRO-layout test split."""
+    import json
+
+    from models.bundle import BundleError
+    from models.inference import load_runtime
+    from training.data.readers import CorpusError
+    from training.objectives.onsets_frames import evaluate_transcriber, split_records
+
+    if not args.model or not args.data:
+        raise CliError("eval onsets-frames needs --model BUNDLE and --data MAESTRO_DIR")
+    try:
+        _, runtime = load_runtime(args.model)
+        result = evaluate_transcriber(runtime, split_records(args.data, "test"))
+    except (BundleError, CorpusError, FileNotFoundError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+    print(json.dumps({"split": "test", **result}))
+    return 0
+
+
 def run(args) -> int:
     if args.kind == "fdsd":
         return eval_fdsd(args)
     if args.kind == "asr":
         return eval_asr(args)
+    if args.kind == "onsets-frames":
+        return eval_onsets_frames(args)
     if args.kind in PLANNED:
         raise CliError(f"eval {args.kind} is not available yet: {PLANNED[args.kind]}")
     raise CliError(f"unknown evaluation {args.kind!r}; known: {', '.join(sorted(PLANNED))}")

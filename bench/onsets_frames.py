@@ -1,0 +1,143 @@
+"""Piano transcription on held-out clips: the Onsets and Frames bundle side by side with basic-pitch.
+
+    python -m bench.onsets_frames [--quick] [--bundle DIR] [--data DIR] [--split test] [--threads 2]
+
+The clips are the corpus's test split (`sparsewave data piano` renders it with a soundfont and from
+pieces that training never saw). Both systems start from the audio file, at 2 threads: ours reads,
+resamples to 16 kHz and transcribes; basic-pitch (0.4.0, its ONNX model through onnxruntime, its
+default thresholds) runs `basic_pitch.inference.predict`. Scores are mir_eval note F1 (onset within
+50 ms) and note-with-offset F1 against the MIDI with the sustain pedal applied, averaged per clip;
+real-time factors are audio seconds per wall second over all clips, after one warm-up clip.
+
+Install basic-pitch without its TensorFlow dependency:
+    pip install --no-deps basic-pitch==0.4.0 && pip install "resampy<0.4.3" scikit-learn
+The last line is one JSON object.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+QUICK_CLIPS = 4
+
+
+def basic_pitch_runner(threads: int):
+    """A function path -> notes using basic-pitch's ONNX model, or None with the reason."""
+    logging.getLogger().setLevel(logging.ERROR)  # basic-pitch warns about every backend it lacks
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            import onnxruntime as ort
+            from basic_pitch import ICASSP_2022_MODEL_PATH
+            from basic_pitch.inference import Model, predict
+    except ImportError as exc:
+        return None, f"basic-pitch is not installed ({exc})"
+    model = Model(Path(ICASSP_2022_MODEL_PATH).with_suffix(".onnx"))
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    model.model = ort.InferenceSession(str(Path(ICASSP_2022_MODEL_PATH).with_suffix(".onnx")), options,
+                                       providers=["CPUExecutionProvider"])
+
+    def run(path):
+        from models.inference import Note
+
+        with contextlib.redirect_stdout(io.StringIO()):
+            _, _, events = predict(str(path), model)
+        return [Note(int(p), float(s), float(e), int(np.clip(round(a * 127), 1, 127))) for s, e, p, a, _ in events]
+
+    return run, ""
+
+
+def ours_runner(bundle_dir: str, engine: str, threads: int):
+    import torch
+
+    from models.audio import read_audio, resample
+    from models.bundle import load_bundle
+    from models.onsets_frames import OnsetsFramesTranscriber
+
+    torch.set_num_threads(threads)
+    bundle = load_bundle(bundle_dir)
+    kwargs = {"engine": engine, "threads": threads} if engine == "onnx" else {"engine": engine}
+    transcriber = OnsetsFramesTranscriber.from_bundle(bundle, **kwargs)
+
+    def run(path):
+        audio, sr = read_audio(path)
+        return transcriber.transcribe(resample(audio, sr, transcriber.sample_rate))
+
+    return run, transcriber
+
+
+def score(run, records) -> tuple[dict[str, float], float]:
+    from models.midi import midi_to_notes
+    from training.objectives.onsets_frames import mean_metrics, note_metrics
+
+    run(records[0].audio_path)  # warm-up: allocations, oneDNN primitives, lazy imports
+    per_clip, audio_s, wall = [], 0.0, 0.0
+    for rec in records:
+        t0 = time.perf_counter()
+        est = run(rec.audio_path)
+        wall += time.perf_counter() - t0
+        audio_s += rec.duration
+        per_clip.append(note_metrics(midi_to_notes(rec.midi_path), est))
+    return mean_metrics(per_clip), audio_s / max(wall, 1e-9)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help=f"the first {QUICK_CLIPS} clips only")
+    parser.add_argument("--bundle", default="bundles/onsets-frames-default")
+    parser.add_argument("--data", default="data/piano", help="a MAESTRO-layout corpus (sparsewave data piano)")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--engine", default="onnx", choices=["onnx", "torch"])
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    if not (Path(args.bundle) / "manifest.json").is_file():
+        sys.exit(f"no bundle at {args.bundle}: train and export one, or pass --bundle DIR")
+    from training.data.readers import CorpusError, read_maestro
+
+    try:
+        records = [r for r in read_maestro(args.data) if r.split == args.split]
+    except CorpusError as exc:
+        sys.exit(f"no corpus at {args.data} ({exc}); build one with `sparsewave data piano --out {args.data}`")
+    if not records:
+        sys.exit(f"{args.data} has no clips in split {args.split!r}")
+    records = records[:QUICK_CLIPS] if args.quick else records
+    bp_run, why = basic_pitch_runner(args.threads)
+    if bp_run is None:
+        sys.exit(why + "; pip install --no-deps basic-pitch==0.4.0 'resampy<0.4.3' scikit-learn")
+    ours, transcriber = ours_runner(args.bundle, args.engine, args.threads)
+    t0 = time.perf_counter()
+    m, rtf = score(ours, records)
+    bp, bp_rtf = score(bp_run, records)
+    fonts = sorted({json.loads(line).get("soundfont", "?") for line in (Path(args.data) / "clips.jsonl")
+                    .read_text().splitlines() if line and json.loads(line).get("split") == args.split}) \
+        if (Path(args.data) / "clips.jsonl").is_file() else []
+    result = {
+        "note_f1": round(m["note_f1"], 4), "note_offset_f1": round(m["note_offset_f1"], 4),
+        "note_offset_velocity_f1": round(m["note_offset_velocity_f1"], 4), "frame_f1": round(m["frame_f1"], 4),
+        "basic_pitch_note_f1": round(bp["note_f1"], 4), "basic_pitch_note_offset_f1": round(bp["note_offset_f1"], 4),
+        "basic_pitch_frame_f1": round(bp["frame_f1"], 4),
+        "realtime_factor": round(rtf, 1), "basic_pitch_realtime_factor": round(bp_rtf, 1),
+        "speedup_vs_basic_pitch": round(rtf / bp_rtf, 2),
+        "clips": len(records), "audio_seconds": round(sum(r.duration for r in records), 1), "split": args.split,
+        "soundfonts": fonts, "engine": args.engine, "threads": args.threads,
+        "thresholds": [transcriber.onset_threshold, transcriber.frame_threshold],
+        "wall_seconds": round(time.perf_counter() - t0, 1),
+    }
+    print(f"ours: note F1 {result['note_f1']:.3f}, with offsets {result['note_offset_f1']:.3f}, "
+          f"{result['realtime_factor']}x real time; basic-pitch: note F1 {result['basic_pitch_note_f1']:.3f}, "
+          f"with offsets {result['basic_pitch_note_offset_f1']:.3f}, {result['basic_pitch_realtime_factor']}x")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,322 @@
+"""Onsets and Frames training on MAESTRO-layout data, threshold tuning, and mir_eval evaluation.
+
+Data: any MAESTRO-layout directory (real MAESTRO, or `sparsewave data piano --out DIR`), read through
+training.data.readers.read_maestro. Labels come from the MIDI with sustain-pedal extension
+(models.midi). Each clip's log-mel and label rolls are computed once; items are random crops.
+
+Losses (Hawthorne et al. 2017/2018): onset, offset and frame BCE (frames weighted near the onset),
+velocity squared error only at onset frames. Export tunes the onset and frame thresholds on the
+validation split and writes them, with an ONNX graph of the acoustic model, into the bundle.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import mir_eval
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from models.audio import read_audio, resample
+from models.bundle import save_bundle
+from models.config import config_to_dict
+from models.features import FeatureConfig, log_mel, piano_config
+from models.inference import Note
+from models.midi import midi_to_notes
+from models.onsets_frames import OnsetsAndFrames, OnsetsFramesConfig, OnsetsFramesTranscriber, decode_notes, export_onnx
+from models.registry import bundle_tensors
+from training.config import LoopConfig, OptimConfig
+from training.data.readers import PianoRecord, read_maestro
+from training.objective import Objective
+
+
+@dataclasses.dataclass(frozen=True)
+class OnsetsFramesDataConfig:
+    root: str = "data/piano"
+    train_split: str = "train"
+    val_split: str = "validation"
+    crop_frames: int = 160  # 5.1 s at 31.25 frames/s
+    gain_db: tuple[float, float] = (-9.0, 6.0)  # random level change per crop (0, 0 disables)
+    frame_weight: float = 5.0  # c of the weighted frame loss
+    frame_weight_frames: int = 2  # d: frames after the onset weighted by c, then c / (t - t2), at least 1
+
+
+@dataclasses.dataclass(frozen=True)
+class OnsetsFramesDecodeConfig:
+    onset_threshold: float = 0.5
+    frame_threshold: float = 0.5
+    tune: bool = True  # grid-search both thresholds on the validation split at export
+    onset_grid: tuple[float, ...] = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+    frame_grid: tuple[float, ...] = (0.3, 0.4, 0.5, 0.6)
+    chunk_frames: int = 1024  # inference window (32.8 s) ...
+    context_frames: int = 64  # ... of which this many on each side are context only
+    onnx: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class OnsetsFramesRunConfig:
+    model: OnsetsFramesConfig = OnsetsFramesConfig()
+    features: FeatureConfig = piano_config()
+    data: OnsetsFramesDataConfig = OnsetsFramesDataConfig()
+    decode: OnsetsFramesDecodeConfig = OnsetsFramesDecodeConfig()
+    optim: OptimConfig = OptimConfig(lr=6e-4, grad_clip=3.0, schedule="cosine", warmup_steps=100)
+    loop: LoopConfig = LoopConfig(max_steps=3000, batch_size=8, log_every=25, val_every=250, ckpt_every=250)
+
+
+# --- labels ---------------------------------------------------------------------------------------
+def note_rolls(notes: list[Note], n_frames: int, fps: float, min_pitch: int = 21, n_keys: int = 88,
+               frame_weight: float = 5.0, weight_frames: int = 2) -> dict[str, np.ndarray]:
+    """Notes -> onset, offset, frame, velocity (velocity / 127 at onsets) and frame-loss weight rolls,
+    each (n_frames, n_keys) float32. Onset at frame round(onset_s * fps); frames [onset, offset); offset
+    at the first frame after the note."""
+    rolls = {k: np.zeros((n_frames, n_keys), np.float32) for k in ("onset", "offset", "frame", "velocity")}
+    weight = np.ones((n_frames, n_keys), np.float32)
+    for n in notes:
+        key = n.pitch - min_pitch
+        s = int(round(n.onset_s * fps))
+        if not 0 <= key < n_keys or s >= n_frames:
+            continue
+        e = min(max(s + 1, int(round(n.offset_s * fps))), n_frames)
+        rolls["onset"][s, key] = 1.0
+        rolls["velocity"][s, key] = n.velocity / 127.0
+        rolls["frame"][s:e, key] = 1.0
+        if e < n_frames:
+            rolls["offset"][e, key] = 1.0
+        t2 = s + weight_frames
+        t = np.arange(s, e)
+        w = np.where(t < t2, frame_weight, np.maximum(1.0, frame_weight / np.maximum(t - t2 + 1, 1)))
+        weight[s:e, key] = np.maximum(weight[s:e, key], w)
+    rolls["weight"] = weight
+    return rolls
+
+
+class PianoDataset:
+    """Items: dict of mel (crop_frames, n_mels) and rolls (crop_frames, n_keys), random crops per `get`."""
+
+    def __init__(self, records: list[PianoRecord], features: FeatureConfig, data: OnsetsFramesDataConfig,
+                 augment: bool, model: OnsetsFramesConfig = OnsetsFramesConfig()):
+        if not records:
+            raise ValueError("no clips in this split")
+        self.features, self.data, self.augment = features, data, augment
+        self.records = records
+        self.mels, self.rolls = [], []
+        for rec in records:
+            audio = load_audio(rec.audio_path, features.sample_rate)
+            mel = log_mel(audio, features).T.contiguous().numpy()  # (T, n_mels)
+            self.mels.append(mel)
+            self.rolls.append(note_rolls(midi_to_notes(rec.midi_path), len(mel), features.n_frames_per_second,
+                                         model.min_pitch, model.n_keys, data.frame_weight, data.frame_weight_frames))
+        self.lengths = [len(m) for m in self.mels]
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def get(self, index: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        mel, rolls, crop = self.mels[index], self.rolls[index], self.data.crop_frames
+        start = int(rng.integers(0, len(mel) - crop + 1)) if len(mel) > crop else 0
+        mel = mel[start:start + crop]
+        item = {k: r[start:start + crop] for k, r in rolls.items()}
+        if self.augment and self.data.gain_db[1] > self.data.gain_db[0]:
+            shift = float(rng.uniform(*self.data.gain_db)) / 10 * np.log(10)  # power gain, in ln units
+            mel = np.maximum(mel + shift, np.log(self.features.log_floor))
+        pad = crop - len(mel)
+        if pad > 0:
+            mel = np.pad(mel, ((0, pad), (0, 0)), constant_values=np.log(self.features.log_floor))
+            item = {k: np.pad(r, ((0, pad), (0, 0)), constant_values=1.0 if k == "weight" else 0.0)
+                    for k, r in item.items()}
+        return {"mel": torch.from_numpy(np.ascontiguousarray(mel, dtype=np.float32)),
+                **{k: torch.from_numpy(np.ascontiguousarray(r)) for k, r in item.items()}}
+
+    def __getitem__(self, index: int):
+        return self.get(index, np.random.default_rng(index))
+
+
+def load_audio(path, sample_rate: int) -> np.ndarray:
+    audio, sr = read_audio(path)
+    return resample(audio, sr, sample_rate)
+
+
+def split_records(root: str | Path, split: str) -> list[PianoRecord]:
+    records = [r for r in read_maestro(root) if r.split == split]
+    if not records:
+        raise ValueError(f"{root}: no clips in split {split!r}")
+    return records
+
+
+def losses(model: OnsetsAndFrames, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Each loss term and their sum ("loss")."""
+    out = model(batch["mel"])
+    bce = F.binary_cross_entropy_with_logits
+    onset = bce(out["onset"].float(), batch["onset"])
+    offset = bce(out["offset"].float(), batch["offset"])
+    frame = (bce(out["frame"].float(), batch["frame"], reduction="none") * batch["weight"]).mean()
+    # velocity error only where a note starts, averaged over onsets (Hawthorne et al. 2018)
+    mask = batch["onset"]
+    velocity = (mask * (out["velocity"].float() - batch["velocity"]) ** 2).sum() / mask.sum().clamp(min=1.0)
+    return {"loss": onset + offset + frame + velocity, "onset": onset, "offset": offset, "frame": frame,
+            "velocity": velocity, "_frame_logits": out["frame"]}
+
+
+# --- metrics ------------------------------------------------------------------------------------
+def _intervals(notes: list[Note]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    if not notes:
+        return np.zeros((0, 2)), np.zeros(0), np.zeros(0)
+    iv = np.array([[n.onset_s, max(n.offset_s, n.onset_s + 1e-3)] for n in notes], dtype=float)
+    return iv, mir_eval.util.midi_to_hz(np.array([n.pitch for n in notes], float)), np.array(
+        [n.velocity for n in notes], float)
+
+
+def _frame_lists(notes: list[Note], times: np.ndarray) -> list[np.ndarray]:
+    freqs = [[] for _ in times]
+    for n in notes:
+        for i in np.flatnonzero((times >= n.onset_s) & (times < n.offset_s)):
+            freqs[i].append(mir_eval.util.midi_to_hz(n.pitch))
+    return [np.array(sorted(f)) for f in freqs]
+
+
+def note_metrics(ref: list[Note], est: list[Note], fps: float = 31.25) -> dict[str, float]:
+    """mir_eval note P/R/F1 (onset within 50 ms), with offsets (within max(50 ms, 20%)), with offsets
+    and velocity, and frame P/R/F1 (mir_eval.multipitch on a grid of 1 / fps)."""
+    from mir_eval import multipitch, transcription, transcription_velocity
+
+    ri, rp, rv = _intervals(ref)
+    ei, ep, ev = _intervals(est)
+    out = {}
+    for name, kwargs in (("note", {"offset_ratio": None}), ("note_offset", {})):
+        p, r, f, _ = transcription.precision_recall_f1_overlap(ri, rp, ei, ep, onset_tolerance=0.05, **kwargs)
+        out.update({f"{name}_precision": p, f"{name}_recall": r, f"{name}_f1": f})
+    p, r, f, _ = transcription_velocity.precision_recall_f1_overlap(ri, rp, rv, ei, ep, ev, onset_tolerance=0.05)
+    out.update({"note_offset_velocity_precision": p, "note_offset_velocity_recall": r,
+                "note_offset_velocity_f1": f})
+    end = max([n.offset_s for n in ref + est], default=0.0)
+    times = np.arange(int(np.ceil(end * fps)) + 1) / fps
+    scores = multipitch.evaluate(times, _frame_lists(ref, times), times, _frame_lists(est, times))
+    p, r = scores["Precision"], scores["Recall"]
+    out.update({"frame_precision": p, "frame_recall": r, "frame_f1": 2 * p * r / (p + r) if p + r > 0 else 0.0})
+    return {k: float(v) for k, v in out.items()}
+
+
+def mean_metrics(per_clip: list[dict[str, float]]) -> dict[str, float]:
+    """Per-clip metrics averaged over clips (as the MAESTRO paper reports them)."""
+    return {k: float(np.mean([m[k] for m in per_clip])) for k in per_clip[0]}
+
+
+def evaluate_transcriber(transcriber: OnsetsFramesTranscriber, records: list[PianoRecord]) -> dict[str, Any]:
+    """Mean per-clip metrics on records, plus the real-time factor (audio seconds per wall second)."""
+    per_clip, audio_s, wall = [], 0.0, 0.0
+    for rec in records:
+        audio = load_audio(rec.audio_path, transcriber.sample_rate)
+        t0 = time.perf_counter()
+        est = transcriber.transcribe(audio)
+        wall += time.perf_counter() - t0
+        audio_s += len(audio) / transcriber.sample_rate
+        per_clip.append(note_metrics(midi_to_notes(rec.midi_path), est))
+    return {**mean_metrics(per_clip), "clips": len(records), "audio_seconds": round(audio_s, 1),
+            "realtime_factor": audio_s / max(wall, 1e-9)}
+
+
+def tune_thresholds(transcriber: OnsetsFramesTranscriber, records: list[PianoRecord], onset_grid, frame_grid
+                    ) -> tuple[float, float, dict[str, float]]:
+    """Grid search of (onset, frame) thresholds maximizing mean(note F1, note-with-offset F1)."""
+    clips = []
+    for rec in records:
+        acts = transcriber.activations(load_audio(rec.audio_path, transcriber.sample_rate))
+        clips.append((acts, midi_to_notes(rec.midi_path)))
+    fps = transcriber.features.n_frames_per_second
+    best = (-1.0, 0.5, 0.5, {})
+    for on in onset_grid:
+        for fr in frame_grid:
+            per_clip = [note_metrics(ref, decode_notes(a["onset"], a["frame"], a["velocity"], on, fr, fps,
+                                                       transcriber.model.config.min_pitch)) for a, ref in clips]
+            m = mean_metrics(per_clip)
+            score = (m["note_f1"] + m["note_offset_f1"]) / 2
+            if score > best[0]:
+                best = (score, on, fr, m)
+    return best[1], best[2], best[3]
+
+
+class OnsetsFramesObjective(Objective):
+    name = "onsets-frames"
+    config_cls = OnsetsFramesRunConfig
+    model_type = "onsets-frames"
+    task = "piano"
+
+    def build_modules(self):
+        if self.config.model.n_mels != self.config.features.n_mels:
+            raise ValueError("model.n_mels must equal features.n_mels")
+        return {"model": OnsetsAndFrames(self.config.model)}
+
+    def _dataset(self, split: str, augment: bool) -> PianoDataset:
+        return PianoDataset(split_records(self.config.data.root, split), self.config.features, self.config.data,
+                            augment, self.config.model)
+
+    def train_dataset(self):
+        return self._dataset(self.config.data.train_split, augment=True)
+
+    def val_dataset(self):
+        try:
+            return self._dataset(self.config.data.val_split, augment=False)
+        except ValueError:
+            return None
+
+    def train_step(self, modules, batch, step, steps):
+        terms = losses(modules["model"], batch)
+        steps.step("main", terms["loss"])
+        return {k: v.item() for k, v in terms.items() if not k.startswith("_")}
+
+    @torch.no_grad()
+    def val_step(self, modules, batch):
+        terms = losses(modules["model"], batch)
+        pred, ref = terms.pop("_frame_logits") > 0, batch["frame"] > 0.5
+        tp = float((pred & ref).sum())
+        f1 = 2 * tp / max(float(pred.sum() + ref.sum()), 1.0)
+        return {**{k: v.item() for k, v in terms.items()}, "frame_f1_at_0.5": f1}
+
+    # --- export ---------------------------------------------------------------------------------
+    def feature_config(self):
+        return self.config.features.to_dict()
+
+    def inference_defaults(self):
+        d = self.config.decode
+        return {"onset_threshold": d.onset_threshold, "frame_threshold": d.frame_threshold,
+                "chunk_frames": d.chunk_frames, "context_frames": d.context_frames, "engine": "torch"}
+
+    def licence(self):
+        fonts = set()
+        clips = Path(self.config.data.root) / "clips.jsonl"
+        if clips.is_file():
+            rows = [json.loads(line) for line in clips.read_text().splitlines() if line]
+            splits = (self.config.data.train_split, self.config.data.val_split)
+            fonts = {r.get("soundfont", "?") for r in rows if r.get("split") in splits}
+        known = {"FluidR3_GM.sf2": "MIT", "TimGM6mb.sf2": "GPL-2", "MuseScore_General_Lite.sf3": "MIT"}
+        used = ", ".join(f"{f} ({known.get(f, 'see its licence')})" for f in sorted(fonts)) or "unknown"
+        return ("weights: same licence as sparsewave; trained on piano audio rendered with fluidsynth from "
+                f"soundfonts {used} and MIDI from the music21 corpus (public-domain scores) and generated MIDI")
+
+    def export(self, modules, out, provenance, package_version):
+        model = modules["model"].eval()
+        d = self.config.decode
+        defaults = self.inference_defaults()
+        if d.tune:
+            try:
+                records = split_records(self.config.data.root, self.config.data.val_split)
+            except (ValueError, FileNotFoundError):
+                records = []
+            if records:
+                transcriber = OnsetsFramesTranscriber(model, self.config.features, chunk_frames=d.chunk_frames,
+                                                      context_frames=d.context_frames)
+                on, fr, metrics = tune_thresholds(transcriber, records, d.onset_grid, d.frame_grid)
+                defaults.update(onset_threshold=on, frame_threshold=fr)
+                provenance = {**provenance, "validation_at_tuned_thresholds": metrics}
+        with tempfile.TemporaryDirectory() as tmp:
+            assets = {"model.onnx": export_onnx(model, Path(tmp) / "model.onnx")} if d.onnx else {}
+            return save_bundle(out, model_type=self.model_type, task=self.task,
+                               model_config=config_to_dict(self.config.model), tensors=bundle_tensors(model),
+                               feature_config=self.feature_config(), inference_defaults=defaults,
+                               provenance=provenance, licence=self.licence(), package_version=package_version,
+                               assets=assets)
