@@ -5,7 +5,6 @@ from training.errors import CliError
 
 # Each evaluation lands with its model; until then the message names what is missing.
 PLANNED = {
-    "tts": "intelligibility and copy-synthesis quality need a TTS model (issue 5)",
 }
 
 
@@ -78,7 +77,25 @@ def eval_onsets_frames(args) -> int:
     return 0
 
 
+def eval_tts(args) -> int:
+    """pocketsphinx WER of a TTS bundle's speech for held-out sentences, next to the WER on reference audio."""
+    import json
+
+    from models.bundle import BundleError
+    from training.objectives.wavernn import evaluate_intelligibility
+
+    if not args.model or not args.data:
+        raise CliError("eval tts needs --model BUNDLE and --data CORPUS_DIR")
+    try:
+        print(json.dumps(evaluate_intelligibility(args.model, args.data)))
+    except (BundleError, FileNotFoundError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+    return 0
+
+
 def run(args) -> int:
+    if args.kind == "tts":
+        return eval_tts(args)
     if args.kind == "fdsd":
         return eval_fdsd(args)
     if args.kind == "asr":

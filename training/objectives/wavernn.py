@@ -193,3 +193,34 @@ class WaveRNNObjective(Objective):
         mbrola = [v for v in voices if v.startswith("mb-")]
         note = "; MBROLA voice data: non-commercial use only" if mbrola else ""
         return f"code: project licence; trained on synthetic speech from {', '.join(voices)}{note}"
+
+
+def evaluate_intelligibility(bundle: str, data_root: str, n_items: int = 20, split: str = "test") -> dict:
+    """WER by pocketsphinx (an independent recognizer with its own English
+    model) of the bundle's speech for held-out sentences, next to its WER on
+    the corpus's reference audio of the same sentences (held-out voices)."""
+    import jiwer
+
+    from models.inference import load_runtime
+    from training.objectives.gan_tts import pocketsphinx_texts
+
+    _, synth = load_runtime(bundle)
+    labels = [json.loads(line) for line in (Path(data_root) / "labels.jsonl").read_text().splitlines()]
+    labels = [lab for lab in labels if lab["split"] == split][:n_items]
+    if not labels:
+        raise ValueError(f"{data_root}: no {split} utterances")
+    real, fake = [], []
+    for i, lab in enumerate(labels):
+        real.append(read_audio(Path(data_root) / "wavs" / f"{lab['id']}.wav")[0])
+        voice = synth.voices[i % len(synth.voices)]
+        fake.append(np.concatenate(list(synth.synthesize(lab["normalized"], voice=voice))))
+
+    def clean(text: str) -> str:
+        return " ".join("".join(c for c in text.lower() if c.isalnum() or c in " '").split())
+    refs = [clean(lab["normalized"]) for lab in labels]
+
+    def wer(audio):
+        return float(jiwer.wer(refs, [clean(t) or "-" for t in pocketsphinx_texts(audio, synth.sample_rate)]))
+    return {"split": split, "items": len(labels), "voices": sorted({lab["voice"] for lab in labels}),
+            "wer_pocketsphinx_synthesized": wer(fake), "wer_pocketsphinx_reference": wer(real),
+            "synthesized_seconds": sum(len(a) for a in fake) / synth.sample_rate}
