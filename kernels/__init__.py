@@ -1,0 +1,15 @@
+"""Block-sparse formats and kernels (CPU: numba, GPU: triton, reference: torch).
+
+    from kernels import BlockSparseMatrix, spmv, spmm, sddmm, conv1x1, gru_step
+    from kernels import BlockSparseLinear, block_magnitude_mask
+    import kernels.cpu  # raw @njit kernels on numpy arrays (see its docstring)
+
+Imports nothing of the project's other packages; numba and triton load
+lazily, on the first op that needs them.
+"""
+from .format import BLOCKS, STORAGE_DTYPES, BlockSparseMatrix
+from .linear import BlockSparseLinear, block_magnitude_mask
+from .ops import conv1x1, gru_step, pick_path, sddmm, spmm, spmv
+
+__all__ = ["BLOCKS", "STORAGE_DTYPES", "BlockSparseMatrix", "BlockSparseLinear", "block_magnitude_mask",
+           "conv1x1", "gru_step", "pick_path", "sddmm", "spmm", "spmv"]
