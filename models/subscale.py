@@ -192,7 +192,7 @@ def _worker(W, wx, P, hop, ctx_w, ctx_b, wctx, Fh, Pp, uniforms, out, G, progres
     win = Pp + Fh + 1
     K = P.shape[0]
     h = np.zeros((hi - lo, H), np.float32)
-    _, hn, gh, gi, y1, lg = wf._scratch(H, 16)
+    _, hn, gh, gi, y1, lg, cdf = wf._scratch(H, 16)
     window = np.zeros(B * win, np.float32)
     c_prev = np.full(hi - lo, 128, np.int64)
     f_prev = np.zeros(hi - lo, np.int64)
@@ -220,7 +220,7 @@ def _worker(W, wx, P, hop, ctx_w, ctx_b, wctx, Fh, Pp, uniforms, out, G, progres
             s_i = i - lo
             wf._axpy(np.float32(c_prev[s_i]) / np.float32(127.5) - np.float32(1.0), wx[0], gi, 3 * H)
             wf._axpy(np.float32(f_prev[s_i]) / np.float32(127.5) - np.float32(1.0), wx[1], gi, 3 * H)
-            c, f = wf._step(W, gi, h[s_i], hn, gh, y1, lg, wx, uniforms[t, 0], uniforms[t, 1])
+            c, f = wf._step(W, gi, h[s_i], hn, gh, y1, lg, cdf, wx, uniforms[t, 0], uniforms[t, 1])
             wf._copy(hn, h[s_i], H)
             out[t] = c * 256 + f
             G[i, j + Pp] = np.float32(c * 256 + f - 32768) / np.float32(32768.0)

@@ -248,13 +248,13 @@ def _interp(P, k, k1, a, gi, n):
 
 
 @njit(error_model="numpy", cache=True)
-def sample_byte(logits, b, u):
-    """Float64 inverse-CDF draw, the same as models/wavernn.py sample_byte."""
+def sample_byte(logits, b, u, cdf):
+    """Float64 inverse-CDF draw, the same as models/wavernn.py sample_byte;
+    cdf is a float64 scratch of 256."""
     m = logits[0] + b[0]
     for i in range(1, 256):
         v = logits[i] + b[i]
         m = v if v > m else m
-    cdf = np.empty(256)
     total = 0.0
     for i in range(256):
         total += np.exp(np.float64(logits[i] + b[i]) - np.float64(m))
@@ -268,7 +268,7 @@ def sample_byte(logits, b, u):
 
 # --- one sample of one stream -----------------------------------------------------
 @njit(fastmath=True, error_model="numpy", cache=True)
-def _step(W, gi, h, hn, gh, y1, lg, wx, u_c, u_f):
+def _step(W, gi, h, hn, gh, y1, lg, cdf, wx, u_c, u_f):
     """Advance one stream by one sample; gi (3H) holds the conditioning and
     c_{t-1}, f_{t-1} terms. Returns (c_t, f_t); hn receives the new state."""
     R, b_hh, O1, b1, O2, b2, O3, b3, O4, b4 = W
@@ -280,27 +280,28 @@ def _step(W, gi, h, hn, gh, y1, lg, wx, u_c, u_f):
     bsr_mv(O1, hn, y1)
     _bias_relu(y1, b1, half)
     bsr_mv(O2, y1, lg)
-    c = sample_byte(lg, b2, u_c)
+    c = sample_byte(lg, b2, u_c, cdf)
     _axpy(np.float32(c) / np.float32(127.5) - np.float32(1.0), wx[2], gi, 3 * H)
     _gates(gi, gh, h, hn, half, H, H)
     bsr_mv(O3, hn[half:], y1)
     _bias_relu(y1, b3, half)
     bsr_mv(O4, y1, lg)
-    f = sample_byte(lg, b4, u_f)
+    f = sample_byte(lg, b4, u_f, cdf)
     return c, f
 
 
 @njit(fastmath=True, error_model="numpy", cache=True)
 def _scratch(H, pad):
     return (np.zeros(H, np.float32), np.zeros(H + pad, np.float32), np.zeros(3 * H + pad, np.float32),
-            np.zeros(3 * H, np.float32), np.zeros(H // 2 + pad, np.float32), np.zeros(256 + pad, np.float32))
+            np.zeros(3 * H, np.float32), np.zeros(H // 2 + pad, np.float32), np.zeros(256 + pad, np.float32),
+            np.zeros(256))
 
 
 @njit(fastmath=True, error_model="numpy", nogil=True, cache=True)
 def _run_stream(W, wx, P, hop, uniforms, out):
     """One stream: P (K, 3H) conditioning at frame rate, uniforms (T, 2) -> out (T,)."""
     H = wx.shape[1] // 3
-    h, hn, gh, gi, y1, lg = _scratch(H, 16)
+    h, hn, gh, gi, y1, lg, cdf = _scratch(H, 16)
     K = P.shape[0]
     c_prev, f_prev = 128, 0
     for t in range(out.shape[0]):
@@ -308,7 +309,7 @@ def _run_stream(W, wx, P, hop, uniforms, out):
         _interp(P, k, min(k + 1, K - 1), (t % hop) / hop, gi, 3 * H)
         _axpy(np.float32(c_prev) / np.float32(127.5) - np.float32(1.0), wx[0], gi, 3 * H)
         _axpy(np.float32(f_prev) / np.float32(127.5) - np.float32(1.0), wx[1], gi, 3 * H)
-        c, f = _step(W, gi, h, hn, gh, y1, lg, wx, uniforms[t, 0], uniforms[t, 1])
+        c, f = _step(W, gi, h, hn, gh, y1, lg, cdf, wx, uniforms[t, 0], uniforms[t, 1])
         _copy(hn, h, H)
         out[t] = c * 256 + f
         c_prev, f_prev = c, f
@@ -343,7 +344,7 @@ def _compile() -> None:
         _copy(v, v, 1)
         _bias_relu(v, v, 1)
         _interp(np.zeros((2, 3 * H), f32), 0, 1, 0.5, v, 1)
-        sample_byte(np.zeros(256, f32), np.zeros(256, f32), 0.5)
+        sample_byte(np.zeros(256, f32), np.zeros(256, f32), 0.5, np.zeros(256))
         with _slp_only():
             W = _warm_weights(H)
             wx = np.zeros((3, 3 * H), f32)
