@@ -52,7 +52,11 @@ def pick_path(m: BlockSparseMatrix, *tensors: torch.Tensor) -> str:
     if any(t.dtype != torch.float32 for t in tensors):
         return _fallback(f"activations of dtype {[str(t.dtype) for t in tensors]}; fast paths take float32")
     if devices == {"cuda"}:
-        return "triton" if triton_ops() is not None else _fallback("CUDA tensors but triton is unavailable")
+        if triton_ops() is None:
+            return _fallback("CUDA tensors but triton is unavailable")
+        if not triton_ops().supports(m):
+            return _fallback(f"triton needs power-of-two block dims, got {m.block}")
+        return "triton"
     if devices == {"cpu"}:
         return "numba"
     return _fallback(f"no fast path for device {devices.pop()}")
