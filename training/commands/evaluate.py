@@ -23,16 +23,17 @@ def eval_asr(args) -> int:
 
     from models.bundle import BundleError
     from models.inference import load_runtime
-    from training.objectives.deepspeech2 import evaluate_transcriber, split_audio
+    from training.objectives.deepspeech2 import evaluate_transcriber, row_voice, split_audio
 
     if not args.model or not args.data:
         raise CliError("eval asr needs --model BUNDLE and --data CORPUS_DIR")
     try:
         _, runtime = load_runtime(args.model)
-        audio, refs, _ = split_audio(args.data, "test", sample_rate=runtime.sample_rate)
+        audio, refs, rows = split_audio(args.data, "test", sample_rate=runtime.sample_rate)
     except (BundleError, FileNotFoundError, ValueError) as exc:
         raise CliError(str(exc)) from None
-    print(json.dumps({"split": "test", **evaluate_transcriber(runtime, audio, refs)}))
+    print(json.dumps({"split": "test", **evaluate_transcriber(runtime, audio, refs,
+                                                             voices=[row_voice(r) for r in rows])}))
     return 0
 
 

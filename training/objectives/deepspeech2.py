@@ -238,7 +238,7 @@ class DeepSpeech2Objective(Objective):
                 "prune_logp": beam.prune_logp, "max_chars": beam.max_chars, "engine": d.engine}
 
     def licence(self):
-        voices = sorted({str(r.get("voice", "unknown")) for r in read_labels(self.config.data.root)})
+        voices = sorted({row_voice(r) for r in read_labels(self.config.data.root)})
         return ("weights: same licence as sparsewave; trained on speech synthesized with the voices "
                 + ", ".join(voices) + " (see each voice's licence; MBROLA voices forbid commercial use)")
 
@@ -278,9 +278,9 @@ def split_audio(root: str | Path, split: str, limit: int = 0, sample_rate: int =
     return [load_wav(r["wav_path"], sample_rate) for r in rows], [row_text(r) for r in rows], rows
 
 
-def evaluate_transcriber(transcriber, audio: list[np.ndarray], refs: list[str], batch_size: int = 16
-                         ) -> dict[str, float]:
-    """WER/CER and real-time factor (audio seconds per wall second) of a transcriber."""
+def evaluate_transcriber(transcriber, audio: list[np.ndarray], refs: list[str], batch_size: int = 16,
+                         voices: list[str] | None = None) -> dict[str, Any]:
+    """WER/CER and real-time factor (audio seconds per wall second) of a transcriber; per voice if given."""
     import time
 
     hyps: list[str] = []
@@ -289,8 +289,19 @@ def evaluate_transcriber(transcriber, audio: list[np.ndarray], refs: list[str], 
         hyps += [t.text for t in transcriber.transcribe_batch(audio[i:i + batch_size])]
     wall = time.perf_counter() - t0
     seconds = sum(len(a) for a in audio) / transcriber.sample_rate
-    return {**error_rates(refs, hyps), "utterances": len(audio), "audio_s": round(seconds, 1),
-            "realtime_factor": seconds / wall}
+    out: dict[str, Any] = {**error_rates(refs, hyps), "utterances": len(audio), "audio_s": round(seconds, 1),
+                           "realtime_factor": seconds / wall}
+    if voices:
+        out["per_voice"] = {}
+        for voice in sorted(set(voices)):
+            idx = [i for i, v in enumerate(voices) if v == voice]
+            rates = error_rates([refs[i] for i in idx], [hyps[i] for i in idx])
+            out["per_voice"][voice] = {k: round(v, 4) for k, v in rates.items()} | {"utterances": len(idx)}
+    return out
+
+
+def row_voice(row: dict[str, Any]) -> str:
+    return str(row.get("speaker") or row.get("voice") or "unknown")
 
 
 def tune_bundle(bundle, root: Path, split: str, limit: int, weights: list[float], bonuses: list[float]):
