@@ -10,6 +10,7 @@ and returns partial text; `finish()` gives what the whole file gives.
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from models.deepspeech2.decode import BeamConfig, beam_search, greedy_labels, la
 from models.deepspeech2.features import LogMel, asr_feature_config, batch_audio
 from models.features import FeatureConfig
 from models.deepspeech2.model import DeepSpeech2
+from models.deepspeech2.text import CHARS, encode
 from models.inference import Transcript
 from models.ngram import NGramLM
 
@@ -31,14 +33,18 @@ class DeepSpeech2Transcriber:
 
     def __init__(self, model: DeepSpeech2, features: FeatureConfig | None = None, lm: NGramLM | None = None,
                  beam: BeamConfig = BeamConfig(), decoder: str = "beam", onnx_path: str | Path | None = None,
-                 engine: str = "torch", threads: int | None = None):
-        if decoder not in ("beam", "greedy"):
-            raise ValueError(f"decoder={decoder!r}; choose beam or greedy")
+                 engine: str = "torch", threads: int | None = None, lm_path: str | Path | None = None):
+        if decoder not in ("beam", "greedy", "flashlight"):
+            raise ValueError(f"decoder={decoder!r}; choose greedy, beam (ours) or flashlight (torchaudio)")
+        if decoder == "flashlight" and lm_path is None:
+            raise ValueError("decoder=flashlight needs the ARPA file (lm_path)")
         self.model = model.eval()
         self.features = features = features or asr_feature_config()
         self.logmel = LogMel(features)
         self.sample_rate = features.sample_rate
         self.lm, self.beam, self.decoder = lm, beam, decoder
+        self.lm_path = lm_path
+        self._flashlight = None
         self.frame_s = features.hop_length * model.time_stride / features.sample_rate
         self.session = None
         if engine == "onnx":
@@ -65,7 +71,8 @@ class DeepSpeech2Transcriber:
         beam = BeamConfig(**{k: v for k, v in defaults.items() if k in beam_keys})
         return cls(model, FeatureConfig.from_dict(bundle.manifest["feature_config"]), lm=lm,
                    beam=beam, decoder=defaults.get("decoder", "beam" if lm else "greedy"),
-                   onnx_path=bundle.onnx_path, engine=defaults.get("engine", "torch"), threads=defaults.get("threads"))
+                   onnx_path=bundle.onnx_path, engine=defaults.get("engine", "torch"), threads=defaults.get("threads"),
+                   lm_path=bundle.file(lm_files[0]) if lm_files else None)
 
     # --- acoustic model ---------------------------------------------------------
     @torch.no_grad()
@@ -87,12 +94,22 @@ class DeepSpeech2Transcriber:
     def decode(self, log_probs: np.ndarray, duration_s: float) -> Transcript:
         if self.decoder == "beam":
             labels = beam_search(log_probs, self.lm, self.beam)
+        elif self.decoder == "flashlight":
+            labels = encode(self.flashlight_texts([log_probs])[0])
         else:
             labels = greedy_labels(log_probs)
-        text = labels_to_text(labels)
-        clean = [c for c in labels]
-        return Transcript(text=text, words=word_timings(log_probs, clean, self.frame_s, duration_s),
+        return Transcript(text=labels_to_text(labels), words=word_timings(log_probs, labels, self.frame_s, duration_s),
                           duration_s=duration_s)
+
+    def flashlight_texts(self, probs: list[np.ndarray]) -> list[str]:
+        """torchaudio's lexicon beam search (flashlight-text, KenLM) over the bundle's LM vocabulary."""
+        if self._flashlight is None:
+            self._flashlight = _flashlight_decoder(self.lm, self.lm_path, self.beam)
+        texts = []
+        for p in probs:  # one at a time: the C++ search is sequential anyway
+            hyps = self._flashlight(torch.from_numpy(np.ascontiguousarray(p, dtype=np.float32))[None])
+            texts.append(" ".join(hyps[0][0].words) if hyps and hyps[0] else "")
+        return texts
 
     def transcribe_batch(self, audio: list[np.ndarray]) -> list[Transcript]:
         probs = self.log_probs(audio)
@@ -194,6 +211,21 @@ class DeepSpeech2Stream:
         self._frames(final=True)
         self._advance(final=True)
         return self.t.decode(self.log_probs(), self.n_samples / self.t.sample_rate)
+
+
+def _flashlight_decoder(lm: NGramLM, lm_path, beam: BeamConfig):
+    import tempfile
+
+    from torchaudio.models.decoder import ctc_decoder
+
+    words = sorted(w for w in lm.vocab if w not in ("<s>", "</s>", "<unk>") and set(w) <= set(CHARS))
+    lexicon = Path(tempfile.mkdtemp(prefix="ds2-lexicon-")) / "lexicon.txt"
+    lexicon.write_text("".join(f"{w}\t{' '.join(w)} |\n" for w in words))
+    tokens = ["-", "|", *CHARS[1:]]  # blank, word boundary (our space), apostrophe, a-z: our label order
+    # KenLM scores in log10; lm_weight is defined on natural logs (our beam search).
+    return ctc_decoder(lexicon=str(lexicon), tokens=tokens, lm=str(lm_path), beam_size=beam.beam_size,
+                       lm_weight=beam.lm_weight * math.log(10), word_score=beam.word_bonus, blank_token="-",
+                       sil_token="|", unk_word="<unk>")
 
 
 def export_onnx(model: DeepSpeech2, path: str | Path, n_mels: int | None = None) -> Path:

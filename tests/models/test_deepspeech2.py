@@ -160,3 +160,15 @@ def test_onnx_matches_eager(tmp_path):
         assert got_lengths.tolist() == eager_lengths.tolist()
         for i, n in enumerate(eager_lengths.tolist()):
             np.testing.assert_allclose(got[i, :n], eager[i, :n].numpy(), atol=1e-4)
+
+
+def test_flashlight_decoder_reads_the_same_lm(tmp_path):
+    pytest.importorskip("flashlight.lib.text")
+    lm = _tiny_lm(tmp_path)
+    model = settled(DeepSpeech2(tiny_config()))
+    transcriber = DeepSpeech2Transcriber(model, asr_feature_config(n_mels=16), lm=lm, decoder="flashlight",
+                                         lm_path=tmp_path / "lm.arpa", beam=BeamConfig(lm_weight=0.5, word_bonus=0.0))
+    lp = peaky(frames_for("the cat sat on the mat"))
+    assert transcriber.flashlight_texts([lp]) == ["the cat sat on the mat"]
+    result = transcriber.decode(lp, len(lp) * 0.02)
+    assert result.text == "the cat sat on the mat" and len(result.words) == 6
