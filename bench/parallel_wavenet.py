@@ -1,0 +1,143 @@
+"""Parallel WaveNet speed: the student's one parallel pass (torch and onnxruntime)
+against the teacher's fast (queue) generation, same utterance, 2 threads, 16 kHz.
+
+    python -m bench.parallel_wavenet [--quick] [--teacher BUNDLE] [--student BUNDLE]
+                                     [--seconds S] [--teacher-seconds S] [--threads N]
+
+Without bundles the shapes are the model sections of configs/wavenet/cpu_mel.yaml
+and configs/parallel_wavenet/cpu_mel.yaml with fresh weights (the cost does not
+depend on the values); `--paper` uses the paper-sized student (4 flows of
+10, 10, 10, 30 layers, 64 channels) and configs/wavenet/default.yaml's teacher.
+The student generates the whole utterance (S seconds); the teacher generates
+its first `--teacher-seconds` (its cost per sample is constant: the queues make
+every step the same work) and its rate is extrapolated from that.
+
+Last line, one JSON object:
+  teacher_samples_per_s, teacher_realtime_factor            queue generation, batch 1
+  student_realtime_factor_torch, student_realtime_factor_onnx  audio s per wall s (best of N)
+  student_speedup_vs_teacher                                 onnx student rate / teacher rate
+  student_torch_vs_onnx_max_abs_diff                         same noise, same conditioning
+  plus the shapes, threads and seconds timed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.logistic_mixture import logistic_noise
+from models.parallel_wavenet import ParallelWaveNet, ParallelWaveNetConfig, export_onnx, onnx_session, run_onnx
+from models.wavenet import WaveNet, WaveNetConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def best_time(fn, repeats: int, warm_up: bool = True):
+    """(best wall time of `repeats` calls, after a warm-up call, and the last output)."""
+    out = fn() if warm_up else None
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return min(times), out
+
+
+def config_from_yaml(cls, path: Path, **overrides):
+    import yaml
+
+    from models.config import config_from_dict
+
+    model = (yaml.safe_load(path.read_text()) or {}).get("model", {})
+    return config_from_dict(cls, {**model, **overrides})
+
+
+def load_models(args):
+    onnx_file = None
+    if args.student:
+        from models.bundle import load_bundle
+        from models.registry import model_from_bundle
+
+        bundle = load_bundle(args.student)
+        student, onnx_file = model_from_bundle(bundle), bundle.onnx_path
+    elif args.paper:
+        student = ParallelWaveNet(ParallelWaveNetConfig(cond_kind="mel", cond_channels=80))
+    else:
+        student = ParallelWaveNet(config_from_yaml(ParallelWaveNetConfig, ROOT / "configs/parallel_wavenet/cpu_mel.yaml"))
+    if args.teacher:
+        from models.bundle import load_bundle
+        from models.registry import model_from_bundle
+
+        teacher = model_from_bundle(load_bundle(args.teacher))
+    else:
+        path = ROOT / ("configs/wavenet/default.yaml" if args.paper else "configs/wavenet/cpu_mel.yaml")
+        s = student.config
+        teacher = WaveNet(config_from_yaml(WaveNetConfig, path, cond_kind=s.cond_kind, cond_channels=s.cond_channels,
+                                           n_speakers=s.n_speakers, hop_length=s.hop_length))
+    return student.eval(), teacher.eval(), onnx_file
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--paper", action="store_true", help="paper-sized student and default teacher shapes")
+    parser.add_argument("--teacher", help="time this wavenet bundle")
+    parser.add_argument("--student", help="time this parallel-wavenet bundle (and its model.onnx)")
+    parser.add_argument("--seconds", type=float, default=None)
+    parser.add_argument("--teacher-seconds", type=float, default=None)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    seconds = args.seconds or (0.25 if args.quick else 2.0)
+    teacher_seconds = args.teacher_seconds or (0.025 if args.quick else 0.25)
+    repeats = 1 if args.quick else 5
+    student, teacher, onnx_file = load_models(args)
+    cfg = student.config
+    sr, hop = cfg.sample_rate, cfg.hop_length
+    frames = int(seconds * sr / hop)
+    rng = np.random.default_rng(0)
+    cond = rng.standard_normal((1, frames, cfg.cond_channels)).astype(np.float32)
+    speaker = np.zeros(1, dtype=np.int64)
+    z = logistic_noise((1, frames * hop), torch.Generator().manual_seed(0))
+    cond_t, speaker_t = torch.from_numpy(cond), torch.from_numpy(speaker)
+    with tempfile.TemporaryDirectory() as tmp:
+        if onnx_file is None:
+            onnx_file = export_onnx(student, Path(tmp) / "student.onnx")
+        session = onnx_session(onnx_file, threads=args.threads)
+        t_onnx, onnx_audio = best_time(lambda: run_onnx(session, z.numpy(), cond, speaker), repeats)
+    with torch.no_grad():
+        t_torch, torch_audio = best_time(lambda: student.generate(cond_t, speaker_t, z).numpy(), repeats,
+                                          warm_up=not args.quick)
+    n_teacher = int(teacher_seconds * sr)
+    uniforms = torch.rand(1, n_teacher, 2, generator=torch.Generator().manual_seed(1))
+    teacher_cond = cond_t[:, : n_teacher // hop + 1]
+    teacher.generate(teacher_cond, speaker_t, uniforms[:, : min(100, n_teacher)])  # warm-up
+    t0 = time.perf_counter()
+    teacher.generate(teacher_cond, speaker_t, uniforms)
+    t_teacher = time.perf_counter() - t0
+    teacher_rate = n_teacher / t_teacher
+    onnx_rate = frames * hop / t_onnx
+    result = {
+        "threads": args.threads, "sample_rate": sr, "student_seconds": seconds, "teacher_seconds": teacher_seconds,
+        "student_flow_layers": list(cfg.flow_layers), "student_residual_channels": cfg.residual_channels,
+        "teacher_layers": teacher.config.layers, "teacher_residual_channels": teacher.config.residual_channels,
+        "teacher_samples_per_s": teacher_rate,
+        "teacher_realtime_factor": teacher_rate / sr,
+        "student_realtime_factor_torch": seconds / t_torch,
+        "student_realtime_factor_onnx": seconds / t_onnx,
+        "student_speedup_vs_teacher": onnx_rate / teacher_rate,
+        "student_torch_vs_onnx_max_abs_diff": float(np.abs(onnx_audio - torch_audio).max()),
+    }
+    print(f"student onnx {result['student_realtime_factor_onnx']:.2f}x real time, torch "
+          f"{result['student_realtime_factor_torch']:.2f}x; teacher {teacher_rate:.0f} samples/s "
+          f"({result['teacher_realtime_factor']:.4f}x); speed-up {result['student_speedup_vs_teacher']:.0f}x")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
