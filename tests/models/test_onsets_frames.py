@@ -16,9 +16,9 @@ def tiny_model(seed: int = 0, **overrides) -> OnsetsAndFrames:
     return OnsetsAndFrames(tiny_config(**overrides)).eval()
 
 
-@pytest.mark.parametrize("shared", [False, True])
-def test_output_shapes_and_ranges(shared):
-    model = tiny_model(shared_acoustic=shared)
+@pytest.mark.parametrize("shared,skip", [(False, False), (True, True)])
+def test_output_shapes_and_ranges(shared, skip):
+    model = tiny_model(shared_acoustic=shared, head_skip=skip, input_shift=6.0, input_scale=0.3)
     out = model(torch.randn(2, 11, 16))
     assert {k: tuple(v.shape) for k, v in out.items()} == {k: (2, 11, 88) for k in ("onset", "offset", "frame",
                                                                                         "velocity")}
@@ -27,11 +27,13 @@ def test_output_shapes_and_ranges(shared):
     assert len(model.acoustic) == (1 if shared else 4)
 
 
-def test_frame_loss_sends_no_gradient_into_the_onset_and_offset_stacks():
-    model = tiny_model().train()
+@pytest.mark.parametrize("skip", [False, True])
+def test_frame_loss_sends_no_gradient_into_the_onset_and_offset_stacks(skip):
+    model = tiny_model(head_skip=skip).train()
     model(torch.randn(2, 9, 16))["frame"].sum().backward()
-    for name in ("onset_head", "offset_head"):
-        assert all(p.grad is None for p in getattr(model, name).parameters())
+    onset_offset = [model.onset_head, model.offset_head, *[model.skip[k] for k in ("onset", "offset") if skip]]
+    for module in onset_offset:
+        assert all(p.grad is None for p in module.parameters())
     for name in ("onset", "offset"):
         assert all(p.grad is None for p in model.acoustic[name].parameters())
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.combined_head.parameters())
