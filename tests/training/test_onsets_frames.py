@@ -180,3 +180,20 @@ def test_paper_and_cpu_configs_load():
     for name in ("cpu", "paper", "smoke"):
         cfg = load_config(OnsetsFramesRunConfig, f"configs/onsets_frames/{name}.yaml")
         assert isinstance(cfg.model, OnsetsFramesConfig) and cfg.model.n_mels == cfg.features.n_mels == 229
+
+
+def test_augmentation_shifts_level_and_spectral_envelope_only(maestro_dir):
+    cfg = tiny_run_config(maestro_dir, **{"data.eq_db": 9.0, "data.gain_db": "[-6,6]"})
+    records = split_records(maestro_dir, "train")
+    plain = PianoDataset(records, cfg.features, cfg.data, augment=False, model=cfg.model)
+    aug = PianoDataset(records, cfg.features, cfg.data, augment=True, model=cfg.model)
+    a, b = plain.get(0, np.random.default_rng(5)), aug.get(0, np.random.default_rng(5))
+    assert all(torch.equal(a[k], b[k]) for k in a if k != "mel")  # same crop, same labels
+    floor = np.log(cfg.features.log_floor)
+    loud = (a["mel"] > floor + 3) & (b["mel"] > floor + 3)
+    diff = (b["mel"] - a["mel"])[loud].numpy()
+    per_bin = (b["mel"] - a["mel"]).numpy()
+    # one offset per mel bin, the same in every frame, within gain + EQ range (in ln power)
+    cols = [per_bin[loud[:, j].numpy(), j] for j in range(per_bin.shape[1]) if loud[:, j].any()]
+    assert all(np.ptp(c) < 1e-4 for c in cols)
+    assert np.abs(diff).max() <= (6 + 9) / 10 * np.log(10) + 1e-4 and np.abs(diff).max() > 0.05

@@ -42,6 +42,7 @@ class OnsetsFramesDataConfig:
     val_split: str = "validation"
     crop_frames: int = 160  # 5.1 s at 31.25 frames/s
     gain_db: tuple[float, float] = (-9.0, 6.0)  # random level change per crop (0, 0 disables)
+    eq_db: float = 0.0  # random smooth EQ per crop, up to about this many dB per band (timbre; 0 disables)
     frame_weight: float = 5.0  # c of the weighted frame loss
     frame_weight_frames: int = 2  # d: frames after the onset weighted by c, then c / (t - t2), at least 1
 
@@ -123,7 +124,7 @@ class PianoDataset:
         item = {k: r[start:start + crop] for k, r in rolls.items()}
         if self.augment and self.data.gain_db[1] > self.data.gain_db[0]:
             shift = float(rng.uniform(*self.data.gain_db)) / 10 * np.log(10)  # power gain, in ln units
-            mel = np.maximum(mel + shift, np.log(self.features.log_floor))
+            mel = np.maximum(mel + shift + self._eq(rng, mel.shape[1]), np.log(self.features.log_floor))
         pad = crop - len(mel)
         if pad > 0:
             mel = np.pad(mel, ((0, pad), (0, 0)), constant_values=np.log(self.features.log_floor))
@@ -134,6 +135,15 @@ class PianoDataset:
 
     def __getitem__(self, index: int):
         return self.get(index, np.random.default_rng(index))
+
+    def _eq(self, rng: np.random.Generator, n_mels: int) -> np.ndarray:
+        """A smooth random curve over the mel bins, in ln power: a few low-order cosines (another
+        instrument's or room's spectral envelope, which held-out sample sets differ in)."""
+        if self.data.eq_db <= 0:
+            return np.zeros(n_mels, np.float32)
+        f = np.arange(n_mels) / n_mels
+        db = sum(rng.uniform(-1, 1) * np.cos(np.pi * k * f + rng.uniform(0, np.pi)) for k in range(1, 4))
+        return (db * self.data.eq_db / 3 / 10 * np.log(10)).astype(np.float32)
 
 
 def load_audio(path, sample_rate: int) -> np.ndarray:
@@ -296,7 +306,8 @@ class OnsetsFramesObjective(Objective):
         known = {"FluidR3_GM.sf2": "MIT", "TimGM6mb.sf2": "GPL-2", "MuseScore_General_Lite.sf3": "MIT"}
         used = ", ".join(f"{f} ({known.get(f, 'see its licence')})" for f in sorted(fonts)) or "unknown"
         return ("weights: same licence as sparsewave; trained on piano audio rendered with fluidsynth from "
-                f"soundfonts {used} and MIDI from the music21 corpus (public-domain scores) and generated MIDI")
+                f"soundfonts {used}, from generated MIDI and from music21-corpus encodings of works out of "
+                "copyright, some of whose encodings restrict commercial use (music21/corpus/license.txt)")
 
     def export(self, modules, out, provenance, package_version):
         model = modules["model"].eval()
