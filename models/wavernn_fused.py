@@ -8,14 +8,14 @@ and each byte is drawn by the same float64 inverse CDF as the torch
 reference (models/wavernn.py `sample_byte`), so equal uniforms give equal
 samples. Dense weights use the same code with every block present.
 
-Two compile settings matter on x86: the block kernels are compiled with
-LLVM's SLP vectorizer on and its loop vectorizer off, so that a 16x1
-block becomes one 16-lane FMA (the loop vectorizer would vectorize across
-blocks with gathers instead); the elementwise kernels use the default
-loop vectorizer. `_compile()` compiles them once in that order.
-
-The block kernels here are this family's own; they take plain arrays, so a
-shared implementation in kernels/ can replace them one for one.
+The block products are kernels/cpu.py's `spmv_into` (same packed arrays).
+Two compile settings matter on x86: the block kernels need LLVM's SLP
+vectorizer on and its loop vectorizer off, so that a 16x1 block becomes one
+16-lane FMA (the loop vectorizer would vectorize across blocks with gathers
+instead), while the elementwise kernels want the default loop vectorizer;
+numba re-optimizes linked callees with the caller's settings, so
+`_compile()` compiles the elementwise kernels first and then the sampling
+loops under `_slp_only()`.
 """
 from __future__ import annotations
 
@@ -27,6 +27,8 @@ import numpy as np
 import torch
 from numba import njit
 from numba.core import config as numba_config
+
+from kernels.cpu import spmv_into
 
 PACK_SUFFIXES = (".bsr_indptr", ".bsr_indices", ".bsr_values", ".bsr_shape")
 
@@ -99,87 +101,12 @@ def unpack_state(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-# --- block kernels (compiled with SLP on, loop vectorizer off) ---------------------
-# Written out so that numba can cache them: one register accumulator per row.
-@njit(fastmath=True, error_model="numpy", cache=True)
-def _mv_16x1(indptr, indices, values, x, y):
-    for rb in range(indptr.shape[0] - 1):
-        a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = np.float32(0.0)
-        a8 = a9 = a10 = a11 = a12 = a13 = a14 = a15 = np.float32(0.0)
-        for k in range(indptr[rb], indptr[rb + 1]):
-            x0 = x[indices[k]]
-            a0 += values[k, 0] * x0
-            a1 += values[k, 1] * x0
-            a2 += values[k, 2] * x0
-            a3 += values[k, 3] * x0
-            a4 += values[k, 4] * x0
-            a5 += values[k, 5] * x0
-            a6 += values[k, 6] * x0
-            a7 += values[k, 7] * x0
-            a8 += values[k, 8] * x0
-            a9 += values[k, 9] * x0
-            a10 += values[k, 10] * x0
-            a11 += values[k, 11] * x0
-            a12 += values[k, 12] * x0
-            a13 += values[k, 13] * x0
-            a14 += values[k, 14] * x0
-            a15 += values[k, 15] * x0
-        y[rb * 16 + 0] = a0
-        y[rb * 16 + 1] = a1
-        y[rb * 16 + 2] = a2
-        y[rb * 16 + 3] = a3
-        y[rb * 16 + 4] = a4
-        y[rb * 16 + 5] = a5
-        y[rb * 16 + 6] = a6
-        y[rb * 16 + 7] = a7
-        y[rb * 16 + 8] = a8
-        y[rb * 16 + 9] = a9
-        y[rb * 16 + 10] = a10
-        y[rb * 16 + 11] = a11
-        y[rb * 16 + 12] = a12
-        y[rb * 16 + 13] = a13
-        y[rb * 16 + 14] = a14
-        y[rb * 16 + 15] = a15
-
-
-@njit(fastmath=True, error_model="numpy", cache=True)
-def _mv_4x4(indptr, indices, values, x, y):
-    for rb in range(indptr.shape[0] - 1):
-        a0, a1, a2, a3 = np.float32(0.0), np.float32(0.0), np.float32(0.0), np.float32(0.0)
-        for k in range(indptr[rb], indptr[rb + 1]):
-            c = indices[k] * 4
-            x0, x1, x2, x3 = x[c + 0], x[c + 1], x[c + 2], x[c + 3]
-            a0 += values[k, 0] * x0 + values[k, 1] * x1 + values[k, 2] * x2 + values[k, 3] * x3
-            a1 += values[k, 4] * x0 + values[k, 5] * x1 + values[k, 6] * x2 + values[k, 7] * x3
-            a2 += values[k, 8] * x0 + values[k, 9] * x1 + values[k, 10] * x2 + values[k, 11] * x3
-            a3 += values[k, 12] * x0 + values[k, 13] * x1 + values[k, 14] * x2 + values[k, 15] * x3
-        y[rb * 4 + 0] = a0
-        y[rb * 4 + 1] = a1
-        y[rb * 4 + 2] = a2
-        y[rb * 4 + 3] = a3
-
-
-@njit(fastmath=True, error_model="numpy", cache=True)
-def _mv_any(indptr, indices, values, br, bc, x, y):
-    for rb in range(indptr.shape[0] - 1):
-        for r in range(br):
-            y[rb * br + r] = 0.0
-        for k in range(indptr[rb], indptr[rb + 1]):
-            for r in range(br):
-                for j in range(bc):
-                    y[rb * br + r] += values[k, r * bc + j] * x[indices[k] * bc + j]
-
-
+# --- block kernels: kernels/cpu.py (compiled with SLP on, loop vectorizer off) -------
 @njit(fastmath=True, error_model="numpy", cache=True)
 def bsr_mv(m, x, y):
     """y[:rows padded to br] = W x for m = (indptr, indices, values, br, bc)."""
     indptr, indices, values, br, bc = m
-    if br == 16 and bc == 1:
-        _mv_16x1(indptr, indices, values, x, y)
-    elif br == 4 and bc == 4:
-        _mv_4x4(indptr, indices, values, x, y)
-    else:
-        _mv_any(indptr, indices, values, br, bc, x, y)
+    spmv_into(values, indices, indptr, br, bc, x, y)
 
 
 # --- elementwise kernels (default loop vectorizer) ---------------------------------
