@@ -30,8 +30,9 @@ import numpy as np
 QUICK_CLIPS = 4
 
 
-def basic_pitch_runner(threads: int):
-    """A function path -> notes using basic-pitch's ONNX model, or None with the reason."""
+def basic_pitch_runner(threads: int, onset_threshold: float = 0.5, frame_threshold: float = 0.3,
+                       minimum_note_length_ms: float = 127.70):
+    """A function path -> notes using basic-pitch's ONNX model (its defaults unless given), or None with the reason."""
     logging.getLogger().setLevel(logging.ERROR)  # basic-pitch warns about every backend it lacks
     try:
         with contextlib.redirect_stderr(io.StringIO()):
@@ -50,10 +51,42 @@ def basic_pitch_runner(threads: int):
         from models.inference import Note
 
         with contextlib.redirect_stdout(io.StringIO()):
-            _, _, events = predict(str(path), model)
+            _, _, events = predict(str(path), model, onset_threshold, frame_threshold, minimum_note_length_ms)
         return [Note(int(p), float(s), float(e), int(np.clip(round(a * 127), 1, 127))) for s, e, p, a, _ in events]
 
+    run.model = model
     return run, ""
+
+
+def tune_basic_pitch(model, records) -> tuple[dict, dict[str, float]]:
+    """basic-pitch's thresholds and minimum note length tuned on `records` as ours are (mean of note F1
+    and note-with-offset F1), from one model run per clip."""
+    from basic_pitch import note_creation
+    from basic_pitch.constants import AUDIO_SAMPLE_RATE, FFT_HOP
+    from basic_pitch.inference import run_inference
+
+    from models.inference import Note
+    from models.midi import midi_to_notes
+    from training.objectives.onsets_frames import mean_metrics, note_metrics
+
+    outputs = [(run_inference(str(r.audio_path), model), midi_to_notes(r.midi_path)) for r in records]
+    best = (-1.0, {}, {})
+    for on in (0.3, 0.4, 0.5, 0.6, 0.7):
+        for fr in (0.2, 0.3, 0.4, 0.5):
+            for min_ms in (58.0, 127.70):
+                params = {"onset_threshold": on, "frame_threshold": fr, "minimum_note_length_ms": min_ms}
+                per_clip = []
+                for out, ref in outputs:
+                    _, events = note_creation.model_output_to_notes(
+                        out, onset_thresh=on, frame_thresh=fr,
+                        min_note_len=int(np.round(min_ms / 1000 * (AUDIO_SAMPLE_RATE / FFT_HOP))))
+                    est = [Note(int(p), float(s), float(e), int(np.clip(round(a * 127), 1, 127)))
+                           for s, e, p, a, _ in events]
+                    per_clip.append(note_metrics(ref, est))
+                m = mean_metrics(per_clip)
+                if (m["note_f1"] + m["note_offset_f1"]) / 2 > best[0]:
+                    best = ((m["note_f1"] + m["note_offset_f1"]) / 2, params, m)
+    return best[1], best[2]
 
 
 def ours_runner(bundle_dir: str, engine: str, threads: int):
@@ -98,6 +131,8 @@ def main() -> None:
     parser.add_argument("--split", default="test")
     parser.add_argument("--engine", default="onnx", choices=["onnx", "torch"])
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--tune-basic-pitch", action="store_true",
+                        help="also score basic-pitch with thresholds tuned on the validation split, as ours are")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     if not (Path(args.bundle) / "manifest.json").is_file():
@@ -133,6 +168,13 @@ def main() -> None:
         "thresholds": [transcriber.onset_threshold, transcriber.frame_threshold],
         "wall_seconds": round(time.perf_counter() - t0, 1),
     }
+    if args.tune_basic_pitch:
+        val = [r for r in read_maestro(args.data) if r.split == "validation"]
+        params, _ = tune_basic_pitch(bp_run.model, val)
+        tuned, _ = score(basic_pitch_runner(args.threads, **params)[0], records)
+        result.update({"basic_pitch_tuned_note_f1": round(tuned["note_f1"], 4),
+                       "basic_pitch_tuned_note_offset_f1": round(tuned["note_offset_f1"], 4),
+                       "basic_pitch_tuned_params": params})
     print(f"ours: note F1 {result['note_f1']:.3f}, with offsets {result['note_offset_f1']:.3f}, "
           f"{result['realtime_factor']}x real time; basic-pitch: note F1 {result['basic_pitch_note_f1']:.3f}, "
           f"with offsets {result['basic_pitch_note_offset_f1']:.3f}, {result['basic_pitch_realtime_factor']}x")
