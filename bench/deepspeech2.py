@@ -97,15 +97,16 @@ def main(argv=None) -> int:
     model_singles = timed(lambda: [runtime.log_probs([a]) for a in group])
     model_batched = timed(lambda: runtime.log_probs(group))
 
-    # Acoustic model alone: torch vs onnxruntime (same threads).
+    # Acoustic model alone, one utterance at a time: torch vs onnxruntime (same threads).
     onnx_rtf = None
     if bundle.onnx_path is not None:
         onnx = DeepSpeech2Transcriber.from_bundle(bundle, engine="onnx", threads=args.threads)
         group_s = sum(len(a) for a in group) / runtime.sample_rate
+        eager = DeepSpeech2Transcriber.from_bundle(bundle, engine="torch")
+        eager.log_probs(group[:1])
+        torch_rtf = group_s / timed(lambda: [eager.log_probs([a]) for a in group])
         onnx.log_probs(group[:1])
-        onnx_single = timed(lambda: [onnx.log_probs([a]) for a in group])
-        onnx_rtf = group_s / onnx_single
-        torch_rtf = group_s / model_singles
+        onnx_rtf = group_s / timed(lambda: [onnx.log_probs([a]) for a in group])
 
     ps_hyps, ps_wall = pocketsphinx_transcribe(audio)
     ps = error_rates(refs, [normalize_transcript(h) for h in ps_hyps])

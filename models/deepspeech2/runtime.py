@@ -53,6 +53,8 @@ class DeepSpeech2Transcriber:
             import onnxruntime as ort
 
             options = ort.SessionOptions()
+            # Idle threads must not spin: batches arrive in bursts and torch or other work shares the cores.
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             if threads:
                 options.intra_op_num_threads = threads
             self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])

@@ -36,6 +36,10 @@ def add_parser(subparsers) -> None:
     t.add_argument("--limit", type=int, default=200, help="utterances used")
     t.add_argument("--lm-weights", default="0,0.25,0.5,0.75,1.0,1.5")
     t.add_argument("--word-bonuses", default="-1,0,1,2,3")
+    t.add_argument("--decoder", default="beam", choices=["beam", "flashlight"],
+                   help="beam: our prefix beam search; flashlight: torchaudio's lexicon decoder")
+    t.add_argument("--engine", choices=["torch", "onnx"],
+                   help="also set the acoustic model's engine (onnx: onnxruntime on the bundle's model.onnx, 2 threads)")
     t.set_defaults(func=run_tune)
 
 
@@ -78,7 +82,8 @@ def run_tune(args) -> int:
     weights = [float(x) for x in args.lm_weights.split(",")]
     bonuses = [float(x) for x in args.word_bonuses.split(",")]
     try:
-        best, table = tune_bundle(bundle, Path(args.data), args.split, args.limit, weights, bonuses)
+        best, table = tune_bundle(bundle, Path(args.data), args.split, args.limit, weights, bonuses, args.decoder,
+                                  args.engine)
     except (FileNotFoundError, ValueError) as exc:
         raise CliError(str(exc)) from None
     for (w, b), (wer, cer) in table.items():

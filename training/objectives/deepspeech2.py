@@ -238,9 +238,15 @@ class DeepSpeech2Objective(Objective):
                 "prune_logp": beam.prune_logp, "max_chars": beam.max_chars, "engine": d.engine}
 
     def licence(self):
-        voices = sorted({row_voice(r) for r in read_labels(self.config.data.root)})
-        return ("weights: same licence as sparsewave; trained on speech synthesized with the voices "
-                + ", ".join(voices) + " (see each voice's licence; MBROLA voices forbid commercial use)")
+        voices = sorted({row_voice(r) for r in read_labels(self.config.data.root, self.config.data.train_split)})
+        tools: dict[str, int] = {}
+        for voice in voices:
+            tool = voice.split(":")[0].split("-")[0]
+            tools[tool] = tools.get(tool, 0) + 1
+        mbrola = " (MBROLA voices forbid commercial use)" if "mbrola" in tools or "mb" in tools else ""
+        return ("weights: same licence as sparsewave; trained on speech synthesized by "
+                + ", ".join(f"{n} {t} voice{'s' * (n > 1)}" for t, n in sorted(tools.items()))
+                + f" ({', '.join(voices[:40])}{', ...' if len(voices) > 40 else ''}); see each tool's licence{mbrola}")
 
     def export(self, modules, out, provenance, package_version):
         model = modules["model"].eval()
@@ -304,8 +310,10 @@ def row_voice(row: dict[str, Any]) -> str:
     return str(row.get("speaker") or row.get("voice") or "unknown")
 
 
-def tune_bundle(bundle, root: Path, split: str, limit: int, weights: list[float], bonuses: list[float]):
-    """Grid-search lm_weight x word_bonus by WER; rewrite the bundle's inference defaults.
+def tune_bundle(bundle, root: Path, split: str, limit: int, weights: list[float], bonuses: list[float],
+                decoder: str = "beam", engine: str | None = None):
+    """Grid-search lm_weight x word_bonus of `decoder` (beam: ours, flashlight: torchaudio's) by WER;
+    rewrite the bundle's inference defaults.
 
     Returns ((best lm_weight, best word_bonus), {(w, b): (wer, cer)}); the
     greedy decode is scored too and wins if no LM setting beats it.
@@ -314,7 +322,7 @@ def tune_bundle(bundle, root: Path, split: str, limit: int, weights: list[float]
     from models.deepspeech2.decode import beam_search
     from models.deepspeech2.runtime import DeepSpeech2Transcriber
 
-    transcriber = DeepSpeech2Transcriber.from_bundle(bundle)
+    transcriber = DeepSpeech2Transcriber.from_bundle(bundle, decoder=decoder)
     if transcriber.lm is None:
         raise ValueError(f"{bundle.path} has no {LM_ASSET}; export with decode.lm_path set")
     audio, refs, _ = split_audio(root, split, limit, transcriber.sample_rate)
@@ -327,8 +335,12 @@ def tune_bundle(bundle, root: Path, split: str, limit: int, weights: list[float]
     best_key, best = ("greedy", "-"), (scores["wer"], scores["cer"])
     for w in weights:
         for b in bonuses:
-            beam = dataclasses.replace(transcriber.beam, lm_weight=w, word_bonus=b)
-            hyps = [labels_to_text(beam_search(p, transcriber.lm, beam)) for p in probs]
+            transcriber.beam = beam = dataclasses.replace(transcriber.beam, lm_weight=w, word_bonus=b)
+            if decoder == "flashlight":
+                transcriber._flashlight = None  # rebuilt with the new weights
+                hyps = transcriber.flashlight_texts(probs)
+            else:
+                hyps = [labels_to_text(beam_search(p, transcriber.lm, beam)) for p in probs]
             s = error_rates(refs, hyps)
             table[(w, b)] = (s["wer"], s["cer"])
             if (s["wer"], s["cer"]) < best:
@@ -338,8 +350,11 @@ def tune_bundle(bundle, root: Path, split: str, limit: int, weights: list[float]
     if best_key[0] == "greedy":
         defaults["decoder"] = "greedy"
     else:
-        defaults.update(decoder="beam", lm_weight=best_key[0], word_bonus=best_key[1])
-    defaults["tuned_on"] = {"split": split, "utterances": len(audio), "wer": best[0], "cer": best[1]}
+        defaults.update(decoder=decoder, lm_weight=best_key[0], word_bonus=best_key[1])
+    if engine:
+        defaults.update(engine=engine, threads=2)
+    defaults["tuned_on"] = {"split": split, "utterances": len(audio), "decoder": decoder, "wer": best[0],
+                            "cer": best[1]}
     with tempfile.TemporaryDirectory() as tmp:
         assets = {}
         for name in manifest["files"]:
