@@ -21,8 +21,11 @@ def test_missing_pieces_give_one_line_and_nonzero(capsys):
     assert main(["train", "no-such-task"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "unknown task 'no-such-task'" in err
-    assert main(["eval", "fdsd"]) == 2
+    assert main(["train", "eats"]) == 2
     assert "not available yet" in capsys.readouterr().err
+    assert main(["eval", "no-such-kind"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "unknown evaluation" in err
 
 
 def test_bad_bundle_path_is_one_line(tmp_path, capsys):
