@@ -37,13 +37,27 @@ class Note:
     velocity: int  # 1..127
 
 
+@dataclasses.dataclass
+class Timing:
+    """One unit of synthesized speech and where it lies in the output audio."""
+
+    kind: str  # "phoneme" or "word"
+    text: str
+    start_s: float
+    end_s: float
+
+
 class Synthesizer(Protocol):
     sample_rate: int
     voices: list[str]
     streaming: bool  # chunks leave before the utterance is done
 
     def synthesize(self, text: str, voice: str | None = None, speed: float = 1.0) -> Iterator[np.ndarray]:
-        """Float32 mono chunks in [-1, 1] at `sample_rate`."""
+        """Float32 mono chunks in [-1, 1] at `sample_rate`.
+
+        Models that know where each unit lands also set `last_timings`
+        (list[Timing], times from the start of the whole output) once the
+        iterator is exhausted; `synth --timings` and the service read it."""
 
 
 class Transcriber(Protocol):
