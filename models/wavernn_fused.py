@@ -15,20 +15,19 @@ vectorizer on and its loop vectorizer off, so that a 16x1 block becomes one
 instead), while the elementwise kernels want the default loop vectorizer;
 numba re-optimizes linked callees with the caller's settings, so
 `_compile()` compiles the elementwise kernels first and then the sampling
-loops under `_slp_only()`.
+loops under kernels.numba_util.slp_only().
 """
 from __future__ import annotations
 
-import contextlib
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
 from numba import njit
-from numba.core import config as numba_config
 
 from kernels.cpu import spmv_into
+from kernels.numba_util import slp_only, tanh_f32
 
 PACK_SUFFIXES = (".bsr_indptr", ".bsr_indices", ".bsr_values", ".bsr_shape")
 
@@ -110,24 +109,6 @@ def bsr_mv(m, x, y):
 
 
 # --- elementwise kernels (default loop vectorizer) ---------------------------------
-@njit(fastmath=True, error_model="numpy", inline="always")
-def tanh_f(x):
-    """Rational tanh (Eigen's float approximation), clamped to [-9, 9]."""
-    x = np.float32(9.0) if x > np.float32(9.0) else x
-    x = np.float32(-9.0) if x < np.float32(-9.0) else x
-    x2 = x * x
-    p = x2 * np.float32(-2.76076847742355e-16) + np.float32(2.00018790482477e-13)
-    p = x2 * p + np.float32(-8.60467152213735e-11)
-    p = x2 * p + np.float32(5.12229709037114e-08)
-    p = x2 * p + np.float32(1.48572235717979e-05)
-    p = x2 * p + np.float32(6.37261928875436e-04)
-    p = x2 * p + np.float32(4.89352455891786e-03)
-    q = x2 * np.float32(1.19825839466702e-06) + np.float32(1.18534705686654e-04)
-    q = x2 * q + np.float32(2.26843463243900e-03)
-    q = x2 * q + np.float32(4.89352518554385e-03)
-    return x * p / q
-
-
 @njit(fastmath=True, error_model="numpy", cache=True)
 def _gates(gi, gh, h, out, lo, hi, H):
     """GRU update of state units lo..hi (rows g * H + i of gate g)."""
@@ -135,9 +116,9 @@ def _gates(gi, gh, h, out, lo, hi, H):
     uH, u2H = np.uint64(H), np.uint64(2 * H)
     for j in range(lo, hi):
         i = np.uint64(j)  # unsigned: no wraparound test, so the loop vectorizes
-        r = half * tanh_f(half * (gi[i] + gh[i])) + half
-        z = half * tanh_f(half * (gi[uH + i] + gh[uH + i])) + half
-        n = tanh_f(gi[u2H + i] + r * gh[u2H + i])
+        r = half * tanh_f32(half * (gi[i] + gh[i])) + half
+        z = half * tanh_f32(half * (gi[uH + i] + gh[uH + i])) + half
+        n = tanh_f32(gi[u2H + i] + r * gh[u2H + i])
         out[i] = (np.float32(1.0) - z) * n + z * h[i]
 
 
@@ -246,16 +227,6 @@ _LOCK = threading.Lock()
 _READY = False
 
 
-@contextlib.contextmanager
-def _slp_only():
-    old = numba_config.LOOP_VECTORIZE, numba_config.SLP_VECTORIZE
-    numba_config.LOOP_VECTORIZE, numba_config.SLP_VECTORIZE = 0, 1
-    try:
-        yield
-    finally:
-        numba_config.LOOP_VECTORIZE, numba_config.SLP_VECTORIZE = old
-
-
 def _compile() -> None:
     """Compile the kernels in the order their settings need (see the docstring)."""
     global _READY
@@ -272,7 +243,7 @@ def _compile() -> None:
         _bias_relu(v, v, 1)
         _interp(np.zeros((2, 3 * H), f32), 0, 1, 0.5, v, 1)
         sample_byte(np.zeros(256, f32), np.zeros(256, f32), 0.5, np.zeros(256))
-        with _slp_only():
+        with slp_only():
             W = _warm_weights(H)
             wx = np.zeros((3, 3 * H), f32)
             _run_stream(W, wx, np.zeros((2, 3 * H), f32), 4, np.zeros((3, 2)), np.zeros(3, np.int64))
