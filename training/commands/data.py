@@ -17,7 +17,10 @@ def add_parser(subparsers) -> None:
                    help="utterances (speech, default 1000) or clips (piano, default 200)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--jobs", type=int, default=min(4, os.cpu_count() or 1), help="worker processes")
-    p.add_argument("--voices", nargs="+", default=None, help="speech only: voice names (default: all installed)")
+    p.add_argument("--voices", nargs="+", default=None,
+                   help="speech only: voice names, or one preset name: default (28 voices incl. MBROLA, "
+                        "for TTS) or asr (espeak-ng accent x variant grid + flite/festival/pico; "
+                        "see training/data/voices.py). Default: the default preset, installed voices")
     p.set_defaults(func=run)
 
 
@@ -33,13 +36,16 @@ def run(args) -> int:
         raise CliError("--jobs must be at least 1")
     if args.kind == "speech":
         from training.data.speech import build_speech
-        from training.data.voices import BY_NAME
+        from training.data.voices import BY_NAME, PRESETS
 
-        unknown = sorted(set(args.voices or []) - set(BY_NAME))
+        names, preset = args.voices, "default"
+        if names and len(names) == 1 and names[0] in PRESETS:
+            names, preset = None, names[0]
+        unknown = sorted(set(names or []) - set(BY_NAME))
         if unknown:
-            raise CliError(f"unknown voices {unknown}; choose from {sorted(BY_NAME)}")
+            raise CliError(f"unknown voices {unknown}; choose a preset {sorted(PRESETS)} or from {sorted(BY_NAME)}")
         try:
-            summary = build_speech(out, args.limit or 1000, args.seed, args.jobs, args.voices)
+            summary = build_speech(out, args.limit or 1000, args.seed, args.jobs, names, preset=preset)
         except ValueError as exc:
             raise CliError(str(exc)) from exc
     else:

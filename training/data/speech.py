@@ -26,7 +26,7 @@ from models.audio import normalize_loudness, resample, trim_silence, write_audio
 from models.text import FrontendError, Phone, ipa_tokens, normalize_text
 from training.data.common import SPLITS, Summary, parallel_map, split_sizes
 from training.data.sentences import all_sentences
-from training.data.voices import BY_NAME, VOICES, SynthesisError, Voice, available, synthesize
+from training.data.voices import PRESETS, SynthesisError, Voice, available, synthesize
 
 SAMPLE_RATE = 16000
 KEEP_LEAD_MS, KEEP_TAIL_MS = 50, 100  # silence kept around MBROLA utterances
@@ -119,12 +119,19 @@ def plan(out: Path, limit: int, seed: int, voices: list[Voice], sentences: dict[
 
 
 def build_speech(out: Path, limit: int = 1000, seed: int = 0, jobs: int = 2,
-                 voice_names: list[str] | None = None, sentences: dict[str, list[str]] | None = None) -> dict:
-    """Build the corpus under `out`; returns the summary dict (also written to summary.json)."""
-    unknown = sorted(set(voice_names or []) - set(BY_NAME))
+                 voice_names: list[str] | None = None, sentences: dict[str, list[str]] | None = None,
+                 preset: str = "default") -> dict:
+    """Build the corpus under `out` from a voice preset (all of it, or the named voices of it).
+
+    Speaker ids are positions in the preset. Returns the summary dict (also written to summary.json).
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"unknown voice preset {preset!r}; known: {sorted(PRESETS)}")
+    by_name = {v.name: v for v in PRESETS[preset]}
+    unknown = sorted(set(voice_names or []) - set(by_name))
     if unknown:
-        raise ValueError(f"unknown voices {unknown}; known: {sorted(BY_NAME)}")
-    chosen = [BY_NAME[n] for n in voice_names] if voice_names else list(VOICES)
+        raise ValueError(f"unknown voices {unknown}; known: {sorted(by_name)}")
+    chosen = [by_name[n] for n in voice_names] if voice_names else list(PRESETS[preset])
     missing = [v.name for v in chosen if not available(v)]
     chosen = [v for v in chosen if v.name not in missing]
     if not chosen:
@@ -136,7 +143,7 @@ def build_speech(out: Path, limit: int = 1000, seed: int = 0, jobs: int = 2,
     todo = plan(out, limit, seed, chosen, sentences or all_sentences())
     results = parallel_map(make_utterance, todo, jobs, desc="speech")
     shutil.rmtree(out / ".tmp", ignore_errors=True)
-    speakers = {v.name: i for i, v in enumerate(VOICES)}
+    speakers = {v.name: i for i, v in enumerate(PRESETS[preset])}
     labels = []
     for res in results:
         if "dropped" in res:
@@ -154,6 +161,7 @@ def build_speech(out: Path, limit: int = 1000, seed: int = 0, jobs: int = 2,
     splits = {s: [r["id"] for r in labels if r["split"] == s] for s in SPLITS}
     (out / "splits.json").write_text(json.dumps(splits, indent=1))
     (out / "speakers.json").write_text(json.dumps(speakers, indent=1))
-    result = {**summary.as_dict(), "missing_voices": missing, "lines": summary.lines()}
+    result = {**summary.as_dict(), "preset": preset, "seed": seed, "missing_voices": missing,
+              "lines": summary.lines()}
     (out / "summary.json").write_text(json.dumps(result, indent=1))
     return result

@@ -24,6 +24,7 @@ class Voice:
     arg: str  # the tool's voice argument
     split: str  # train, valid or test
     licence: str
+    rate: int = 0  # espeak-ng words per minute; 0: the voice's own
 
 
 GPL, MBROLA = "GPL-3.0-or-later (espeak-ng)", "MBROLA voice licence: non-commercial use only"
@@ -51,6 +52,32 @@ VOICES = (
     Voice("pico-en-GB", "pico", "en-GB", "test", PICO),
 )
 BY_NAME = {v.name: v for v in VOICES}
+
+# The recognizer's preset: many speakers matter more than labels, so every espeak-ng accent x
+# variant of the grid (each at its own speaking rate) plus the free flite/festival/pico voices.
+# The Scottish accent never speaks in train: two of its variants are valid, two are test.
+ASR_ACCENTS = ("en-us", "en", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-029", "en-us-nyc")
+ASR_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "klatt", "klatt2", "klatt3")
+ASR_RATES = (140, 155, 170, 185)
+ASR_VOICES = (
+    *(Voice(f"espeak-{a}+{v}", "espeak", f"{a}+{v}", "train", GPL, ASR_RATES[(i + j) % len(ASR_RATES)])
+      for i, a in enumerate(ASR_ACCENTS) for j, v in enumerate(ASR_VARIANTS)),
+    Voice("flite-kal16", "flite", "kal16", "train", FLITE),
+    Voice("flite-kal", "flite", "kal", "train", FLITE),
+    Voice("flite-rms", "flite", "rms", "train", FLITE),
+    Voice("festival-kal", "festival", "voice_kal_diphone", "train", FESTIVAL),
+    Voice("pico-en-US", "pico", "en-US", "train", PICO),
+    Voice("flite-awb", "flite", "awb", "valid", FLITE),
+    Voice("espeak-en-gb-scotland+m1", "espeak", "en-gb-scotland+m1", "valid", GPL),
+    Voice("espeak-en-gb-scotland+f4", "espeak", "en-gb-scotland+f4", "valid", GPL),
+    Voice("flite-slt", "flite", "slt", "test", FLITE),
+    Voice("festival-slt-hts", "festival", "voice_cmu_us_slt_arctic_hts", "test", FESTIVAL),
+    Voice("pico-en-GB", "pico", "en-GB", "test", PICO),
+    Voice("espeak-en-gb-scotland+m3", "espeak", "en-gb-scotland+m3", "test", GPL),
+    Voice("espeak-en-gb-scotland+f2", "espeak", "en-gb-scotland+f2", "test", GPL),
+)
+# `--voices NAME` with one of these names picks the whole set; "default" is VOICES.
+PRESETS = {"default": VOICES, "asr": ASR_VOICES}
 EXECUTABLES = {"mbrola": "mbrola", "espeak": "espeak-ng", "flite": "flite", "festival": "text2wave",
                "pico": "pico2wave"}
 
@@ -89,7 +116,8 @@ def synthesize(voice: Voice, text: str, workdir: Path) -> tuple[np.ndarray, int,
         (workdir / "in.pho").write_text(format_pho(list(phones)))
         _run(["mbrola", str(mbrola_voice_path(voice.arg)), str(workdir / "in.pho"), str(wav)], strict=True)
     elif voice.tool == "espeak":
-        _run(["espeak-ng", "-v", voice.arg, "-w", str(wav), "-f", str(txt)])
+        rate = ["-s", str(voice.rate)] if voice.rate else []
+        _run(["espeak-ng", "-v", voice.arg, *rate, "-w", str(wav), "-f", str(txt)])
     elif voice.tool == "flite":
         _run(["flite", "-voice", voice.arg, "-f", str(txt), "-o", str(wav)])
     elif voice.tool == "festival":
