@@ -34,6 +34,7 @@ from numba.extending import intrinsic
 from torch import nn
 from torch.nn import functional as F
 
+from kernels.numba_util import slp_only
 from models import wavernn_fused as wf
 from models.features import scale_byte
 
@@ -239,7 +240,7 @@ def _compile() -> None:
             return
         H, B, D = 32, 2, 2
         f32 = np.float32
-        with wf._slp_only():
+        with slp_only():
             _worker(wf._warm_weights(H), np.zeros((3, 3 * H), f32), np.zeros((2, 3 * H), f32), 4,
                     np.zeros((D, B * 3), f32), np.zeros((B, D), f32), np.zeros((D, 3 * H), f32), 1, 1,
                     np.zeros((4, 2)), np.zeros(4, np.int64), np.zeros((B, 4), f32), np.zeros(1, np.int64), 0, 0, B)
