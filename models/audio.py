@@ -6,6 +6,7 @@ Audio arrays are float32. Mono audio is (N,); multi-channel audio is (C, N)
 from __future__ import annotations
 
 import io
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,21 @@ WRITE_FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg":
 
 class AudioError(ValueError):
     """Audio that cannot be used: unreadable, empty or not finite. The message says which."""
+
+
+class AudioTooLarge(AudioError):
+    """More encoded bytes than `read_audio_capped`'s byte cap."""
+
+
+class AudioTooLong(AudioError):
+    """Longer than `read_audio_capped`'s duration cap, or a wav header declaring so."""
+
+
+class AudioTruncated(AudioError):
+    """A wav file holding fewer sample bytes than its header declares."""
+
+
+WAV_UNKNOWN_SIZES = (0, 0xFFFFFFFF)  # streaming writers put these in the size fields
 
 
 def _check(audio: np.ndarray, name: str) -> np.ndarray:
@@ -45,6 +61,75 @@ def read_audio(source, mono: bool = True) -> tuple[np.ndarray, int]:
         raise AudioError(f"{name}: cannot decode audio ({exc}); use wav, flac, ogg or mp3") from exc
     audio = data.mean(axis=1) if mono else np.ascontiguousarray(data.T)
     return _check(audio.astype(np.float32, copy=False), name), int(sample_rate)
+
+
+def _wav_declared(data: bytes) -> tuple[int, int, int] | None:
+    """(data chunk bytes declared, bytes present, bytes per frame) of a RIFF/WAVE file, else None."""
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        return None
+    pos, frame_bytes = 12, 0
+    while pos + 8 <= len(data):
+        tag, size = data[pos:pos + 4], struct.unpack("<I", data[pos + 4:pos + 8])[0]
+        if tag == b"fmt " and pos + 22 <= len(data):
+            frame_bytes = struct.unpack("<H", data[pos + 20:pos + 22])[0]  # block align
+        if tag == b"data":
+            return size, len(data) - pos - 8, frame_bytes
+        pos += 8 + size + (size & 1)
+    return None
+
+
+def read_audio_capped(data: bytes, max_seconds: float, max_bytes: int | None = None, mono: bool = True,
+                      max_channels: int = 64, rates: tuple[int, int] = (4_000, 384_000)) -> tuple[np.ndarray, int]:
+    """Encoded bytes from an untrusted source -> (audio, sample_rate), as `read_audio`,
+    reading no more than the caps allow: the header is checked before any sample is read.
+
+    AudioTooLarge: more than `max_bytes` bytes. AudioTooLong: more than
+    `max_seconds` of audio, or a wav header declaring more. AudioTruncated: a
+    wav file shorter than its header declares (libsndfile would read what is
+    there; wav sizes that say "unknown", 0 or 0xFFFFFFFF, are read to the end).
+    AudioError: empty, undecodable, NaN/inf samples, channels outside
+    1..max_channels or a rate outside `rates` (which bound the memory a header can ask for).
+    """
+    if max_bytes is not None and len(data) > max_bytes:
+        raise AudioTooLarge(f"{len(data)} bytes of audio; the limit is {max_bytes}")
+    if not data:
+        raise AudioError("the audio is empty (0 bytes)")
+    wav = _wav_declared(data)
+    try:
+        handle = sf.SoundFile(io.BytesIO(data))
+    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+        raise AudioError(f"cannot decode audio ({_reason(exc)}); use wav, flac, ogg/opus or mp3") from None
+    with handle:
+        rate, channels = handle.samplerate, handle.channels
+        if not rates[0] <= rate <= rates[1]:
+            raise AudioError(f"sample rate {rate} Hz is outside {rates[0]}..{rates[1]} Hz")
+        if not 1 <= channels <= max_channels:
+            raise AudioError(f"{channels} channels; at most {max_channels} are accepted")
+        if wav is not None and wav[0] not in WAV_UNKNOWN_SIZES and wav[2]:
+            declared_s = wav[0] / wav[2] / rate
+            if declared_s > max_seconds:
+                raise AudioTooLong(f"the wav header declares {declared_s:.0f} s of audio; the limit is "
+                                   f"{max_seconds:g} s")
+            if wav[1] < wav[0]:
+                raise AudioTruncated(f"the wav file is truncated: its header declares {wav[0]} bytes of samples, "
+                                     f"{wav[1]} are present")
+        if wav is None and handle.frames > 0 and handle.frames / rate > max_seconds:
+            raise AudioTooLong(f"{handle.frames / rate:.0f} s of audio; the limit is {max_seconds:g} s")
+        limit = int(max_seconds * rate) + 1  # headers of other formats may lie: read one sample past the cap
+        try:
+            samples = handle.read(frames=limit, dtype="float32", always_2d=True)  # (N, C)
+        except (sf.LibsndfileError, RuntimeError) as exc:
+            raise AudioError(f"the audio is truncated or corrupt ({_reason(exc)})") from None
+    if len(samples) >= limit:
+        raise AudioTooLong(f"more than {max_seconds:g} s of audio; the limit is {max_seconds:g} s")
+    audio = samples.mean(axis=1) if mono else np.ascontiguousarray(samples.T)
+    return _check(audio.astype(np.float32, copy=False), "<bytes>"), int(rate)
+
+
+def _reason(exc: Exception) -> str:
+    """libsndfile's message without the BytesIO repr it names the file by."""
+    text = str(exc).split(": ", 1)[-1] if "BytesIO" in str(exc) else str(exc)
+    return text.strip().splitlines()[0][:200] if text.strip() else type(exc).__name__
 
 
 def write_audio(path, audio: np.ndarray, sample_rate: int, subtype: str | None = None) -> Path:

@@ -27,6 +27,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from models.inference import phone_timings
+
 FRAME_RATE_HZ = 200
 
 
@@ -251,8 +253,8 @@ class GanTTSSynthesizer:
         elif self.engine != "torch":
             raise ValueError(f"engine={self.engine!r}; choose onnx or torch")
 
-    def features(self, text: str, voice: str | None = None, speed: float = 1.0) -> np.ndarray:
-        """Text -> (C, T) conditioning for `voice` (default: the first)."""
+    def phones(self, text: str, voice: str | None = None, speed: float = 1.0) -> list:
+        """Text -> MBROLA phones in `voice`'s prosody, durations divided by `speed`."""
         from models.text import Phone, text_to_phones
 
         voice = voice or self.voices[0]
@@ -261,7 +263,13 @@ class GanTTSSynthesizer:
         if not 0.25 <= speed <= 4.0:
             raise ValueError(f"speed {speed} is outside 0.25 ... 4")
         config = dataclasses.replace(self.frontend, prosody_voice=self.prosody_voices[voice])
-        phones = [Phone(p.phoneme, p.duration_ms / speed, p.pitch) for p in text_to_phones(text, config)]
+        return [Phone(p.phoneme, p.duration_ms / speed, p.pitch) for p in text_to_phones(text, config)]
+
+    def features(self, text: str, voice: str | None = None, speed: float = 1.0,
+                 phones: list | None = None) -> np.ndarray:
+        """Text (or its phones) -> (C, T) conditioning for `voice` (default: the first)."""
+        voice = voice or self.voices[0]
+        phones = phones or self.phones(text, voice, speed)
         return conditioning(phones, self.voices.index(voice), len(self.voices), self.sample_rate, self.symbols)
 
     def generate(self, features: np.ndarray, speaker: int, seed: int | None = None) -> np.ndarray:
@@ -274,8 +282,11 @@ class GanTTSSynthesizer:
             return self.model(torch.from_numpy(features[None]), noise, torch.tensor([speaker]))[0].numpy()
 
     def synthesize(self, text: str, voice: str | None = None, speed: float = 1.0) -> Iterator[np.ndarray]:
+        """One chunk; sets `last_timings` (phonemes) once exhausted."""
         voice = voice or self.voices[0]
-        yield self.generate(self.features(text, voice, speed), self.voices.index(voice)).astype(np.float32)
+        phones = self.phones(text, voice, speed)
+        yield self.generate(self.features(text, voice, speed, phones), self.voices.index(voice)).astype(np.float32)
+        self.last_timings = phone_timings(phones)  # a new list: the service reads it from a copy of this object
 
 
 def model_spec():

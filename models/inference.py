@@ -47,6 +47,19 @@ class Timing:
     end_s: float
 
 
+def phone_timings(phones, offset_s: float = 0.0, pause: str = "_") -> list[Timing]:
+    """Phones laid end to end from `offset_s` (anything with .phoneme and
+    .duration_ms, e.g. models.text.Phone) -> one "phoneme" Timing each;
+    pauses take their time but get no entry."""
+    out, t = [], offset_s
+    for p in phones:
+        end = t + p.duration_ms / 1000.0
+        if p.phoneme != pause:
+            out.append(Timing("phoneme", p.phoneme, round(t, 4), round(end, 4)))
+        t = end
+    return out
+
+
 class Synthesizer(Protocol):
     sample_rate: int
     voices: list[str]

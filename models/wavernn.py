@@ -33,6 +33,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from models.features import join_coarse_fine, scale_byte
+from models.inference import phone_timings
 
 N_CLASSES = 256  # per byte
 
@@ -267,7 +268,7 @@ def runtime(bundle):
 class WaveRNNSynthesizer:
     """models/inference.py's Synthesizer: text -> MBROLA phones (durations,
     pitch) -> 200 Hz linguistic features -> the fused sampler. Streams one
-    chunk per sentence."""
+    chunk per sentence; sets `last_timings` (phonemes) once exhausted."""
 
     streaming = True
 
@@ -290,12 +291,17 @@ class WaveRNNSynthesizer:
         self.sampler = (FusedSubscale if cfg.subscale else FusedWaveRNN)(self.model, sparse=True)
         self.rng = np.random.default_rng(seed)
 
-    def features(self, sentence: str, speed: float = 1.0) -> torch.Tensor:
-        """One sentence -> (1, K, cond_channels) linguistic features."""
-        from models.text import Phone, features_from_phones, pho_symbols, text_to_phones, to_model_input
+    def phones(self, sentence: str, speed: float = 1.0) -> list:
+        """One sentence -> MBROLA phones, durations divided by `speed`."""
+        from models.text import Phone, text_to_phones
 
-        phones = [Phone(p.phoneme, p.duration_ms / speed, p.pitch) for p in text_to_phones(sentence, self.frontend)]
-        feats = features_from_phones(phones, 0, self.sample_rate)
+        return [Phone(p.phoneme, p.duration_ms / speed, p.pitch) for p in text_to_phones(sentence, self.frontend)]
+
+    def features(self, sentence: str, speed: float = 1.0, phones: list | None = None) -> torch.Tensor:
+        """One sentence (or its phones) -> (1, K, cond_channels) linguistic features."""
+        from models.text import features_from_phones, pho_symbols, to_model_input
+
+        feats = features_from_phones(phones or self.phones(sentence, speed), 0, self.sample_rate)
         return to_model_input(feats, len(pho_symbols()), 1)[None]
 
     def synthesize(self, text: str, voice: str | None = None, speed: float = 1.0):
@@ -307,8 +313,14 @@ class WaveRNNSynthesizer:
             raise ValueError("speed must be between 0.25 and 4")
         speaker = torch.tensor([self.voices.index(voice) if voice else 0])
         block = max(1, self.model.config.subscale)
+        timings, offset = [], 0
         for sentence in [p for p in re.split(r"(?<=[.!?;])\s+", text.strip()) if p.strip()]:
-            cond = self.features(sentence, speed)
+            phones = self.phones(sentence, speed)
+            cond = self.features(sentence, speed, phones)
             n = cond.shape[1] * self.model.config.hop_length // block * block
             u = self.rng.random((1, n, 2))
-            yield samples_to_audio(self.sampler.generate(cond, speaker, u, threads=self.threads)[0])
+            audio = samples_to_audio(self.sampler.generate(cond, speaker, u, threads=self.threads)[0])
+            timings += phone_timings(phones, offset / self.sample_rate)
+            offset += len(audio)
+            yield audio
+        self.last_timings = timings  # a new list each time: the service reads it from a copy of this object

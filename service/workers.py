@@ -9,12 +9,15 @@ on the pool, so the event loop only moves bytes.
 from __future__ import annotations
 
 import asyncio
+import copy
+import dataclasses
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from models.text import FrontendError
 from service.batching import Batcher, Gate
 from service.errors import ApiError
 from service.metrics import Metrics
@@ -25,10 +28,18 @@ _END = object()
 log = logging.getLogger("sparsewave.service")
 
 
-def refused(model: LoadedModel, exc: ValueError) -> ApiError:
-    """A runtime's ValueError is about its input (text it cannot phonemize,
-    audio too short for its frames): 422 with the runtime's words, logged
-    with the traceback in case it is a bug instead."""
+def input_error(exc: BaseException) -> bool:
+    """Whether a runtime's exception is about its input: a ValueError (audio
+    too short for its frames, a bad voice), or the text frontend finding
+    nothing to pronounce. Other FrontendErrors (espeak-ng or an MBROLA voice
+    missing) are the server's fault and stay 5xx."""
+    return isinstance(exc, ValueError) or (isinstance(exc, FrontendError) and
+                                           str(exc).startswith("nothing to speak"))
+
+
+def refused(model: LoadedModel, exc: Exception) -> ApiError:
+    """A runtime's input error: 422 with the runtime's words, logged with the
+    traceback in case it is a bug instead."""
     log.warning("model %s refused its input: %s", model.name, exc, exc_info=exc)
     return ApiError(422, f"the model {model.name!r} cannot process this input: {str(exc)[:300]}",
                     "unprocessable_input")
@@ -40,6 +51,7 @@ class Workers:
         self.executor = ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="sparsewave")
         self.batchers: dict[str, Batcher] = {}
         self.gates: dict[str, Gate] = {}
+        self.timings: dict[str, bool] = {}  # model -> whether its runtime set last_timings (learned on first use)
         for name, model in registry.models.items():
             run = self._batch_fn(model)
             if run is not None:
@@ -77,8 +89,10 @@ class Workers:
     async def batched(self, model: LoadedModel, item, admitted: bool = False):
         try:
             return await self.batchers[model.name].submit(item, admitted=admitted)
-        except ValueError as exc:
-            raise refused(model, exc) from None
+        except Exception as exc:
+            if input_error(exc):
+                raise refused(model, exc) from None
+            raise
 
     async def stream(self, model: LoadedModel, text: str, voice: str | None, speed: float):
         """Async iterator of a streaming runtime's float32 chunks, each made on the pool."""
@@ -86,8 +100,10 @@ class Workers:
         while True:
             try:
                 chunk = await self.run(next, chunks, _END)
-            except ValueError as exc:
-                raise refused(model, exc) from None
+            except Exception as exc:
+                if input_error(exc):
+                    raise refused(model, exc) from None
+                raise
             if chunk is _END:
                 return
             yield np.asarray(chunk, np.float32).reshape(-1)
@@ -99,9 +115,37 @@ class Workers:
         try:
             chunks = await self.run(lambda: [np.asarray(c, np.float32).reshape(-1)
                                              for c in model.runtime.synthesize(text, voice, speed)])
-        except ValueError as exc:
-            raise refused(model, exc) from None
+        except Exception as exc:
+            if input_error(exc):
+                raise refused(model, exc) from None
+            raise
         return np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+
+    async def synthesize_timed(self, model: LoadedModel, sentences: list[str], voice: str | None, speed: float):
+        """The whole utterance and its timings (list of models.inference.Timing,
+        seconds from its start), or (audio, None) when the runtime sets no
+        `last_timings`. Each request synthesizes on a shallow copy of the
+        runtime, so that `last_timings` of concurrent requests cannot mix."""
+        def run():
+            view = copy.copy(model.runtime)
+            pieces, timings, offset_s = [], [], 0.0
+            for sentence in sentences:
+                view.last_timings = None
+                chunks = [np.asarray(c, np.float32).reshape(-1) for c in view.synthesize(sentence, voice, speed)]
+                if view.last_timings is None:
+                    return None, None
+                timings += [dataclasses.replace(t, start_s=round(t.start_s + offset_s, 4),
+                                                end_s=round(t.end_s + offset_s, 4)) for t in view.last_timings]
+                pieces += chunks
+                offset_s += sum(len(c) for c in chunks) / model.runtime.sample_rate
+            return (np.concatenate(pieces) if pieces else np.zeros(0, np.float32)), timings
+
+        try:
+            return await self.run(run)
+        except Exception as exc:
+            if input_error(exc):
+                raise refused(model, exc) from None
+            raise
 
     async def close(self, timeout_s: float = 30.0) -> None:
         """Drain: finish queued and running work, then stop the pool."""

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import Response
 
+from models.midi import notes_to_midi
 from service import audio
 from service.batching import QueueFull
 from service.routes.common import lookup_model, queue_full, read_upload, require_multipart
@@ -15,18 +16,10 @@ from service.routes.common import lookup_model, queue_full, read_upload, require
 router = APIRouter()
 
 
-def notes_to_midi_bytes(notes) -> bytes:
-    """Notes -> a one-track standard MIDI file (acoustic grand piano)."""
-    import pretty_midi
-
-    midi = pretty_midi.PrettyMIDI(initial_tempo=120.0)
-    piano = pretty_midi.Instrument(program=0, name="piano")
-    for n in notes:
-        end = max(float(n.offset_s), float(n.onset_s) + 0.01)
-        piano.notes.append(pretty_midi.Note(int(n.velocity), int(n.pitch), float(n.onset_s), end))
-    midi.instruments.append(piano)
+def midi_bytes(notes) -> bytes:
+    """Notes -> a standard MIDI file, written by models.midi (one acoustic grand track)."""
     buffer = io.BytesIO()
-    midi.write(buffer)
+    notes_to_midi(list(notes)).write(buffer)
     return buffer.getvalue()
 
 
@@ -51,7 +44,7 @@ async def music_transcriptions(
         raise queue_full(request, exc, loaded.name) from None
     metrics.observe_work(loaded.name, "piano", time.perf_counter() - start, len(wave) / rate)
     if response_format == "midi":
-        body = await workers.run(notes_to_midi_bytes, notes)
+        body = await workers.run(midi_bytes, notes)
         return Response(body, media_type="audio/midi",
                         headers={"content-disposition": 'attachment; filename="transcription.mid"'})
     return {"model": loaded.name, "duration": round(len(wave) / rate, 3),

@@ -4,10 +4,13 @@ Long text is split into sentences and synthesized in order. wav and pcm
 stream (chunked transfer): the first chunk is made before the response
 starts (so its errors still get a proper status) and the rest follow as
 they are made. Other formats are encoded once the utterance is complete.
+POST /v1/audio/speech/timings (an extension) answers JSON with the audio
+and the phoneme timings of models that report them.
 """
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import re
 import time
@@ -88,6 +91,16 @@ def _checked(request: Request, body: SpeechRequest):
     return model, sentences, (voice if voices else None)
 
 
+def _admit(request: Request, model):
+    """Enter the model's gate (429 when its queue is full); the caller leaves it."""
+    gate = request.app.state.workers.gates[model.name]
+    try:
+        gate.enter()
+    except QueueFull as exc:
+        raise queue_full(request, exc, model.name) from None
+    return gate
+
+
 @router.post("/v1/audio/speech", dependencies=[Depends(require_json)],
              responses={200: {"content": {"audio/wav": {}, "audio/pcm": {}, "audio/flac": {}, "audio/ogg": {},
                                           "audio/mpeg": {}}, "description": "the audio"}})
@@ -96,11 +109,7 @@ async def speech(request: Request, body: SpeechRequest):
     model, sentences, voice = _checked(request, body)
     workers, metrics = request.app.state.workers, request.app.state.metrics
     rate = model.runtime.sample_rate
-    gate = workers.gates[model.name]
-    try:
-        gate.enter()
-    except QueueFull as exc:
-        raise queue_full(request, exc, model.name) from None
+    gate = _admit(request, model)
     try:
         pieces = _pieces(workers, model, sentences, voice, body.speed)
         first = await pieces.__anext__()
@@ -144,6 +153,39 @@ async def speech(request: Request, body: SpeechRequest):
         await pieces.aclose()
         gate.leave()
     return Response(data, media_type=audio.media_type(body.response_format), headers={"x-sample-rate": str(rate)})
+
+
+class TimingsRequest(SpeechRequest):
+    response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm", "ogg"] = "wav"
+
+
+@router.post("/v1/audio/speech/timings", dependencies=[Depends(require_json)])
+async def speech_timings(request: Request, body: TimingsRequest):
+    """sparsewave's extension: the speech request's audio (base64, in
+    `response_format`) in JSON with where each phoneme (or word) lies in it.
+    400 `timings_unsupported` for a model that does not report timings."""
+    start = time.perf_counter()
+    model, sentences, voice = _checked(request, body)
+    workers, metrics = request.app.state.workers, request.app.state.metrics
+    unsupported = ApiError(400, f"the model {model.name!r} does not report timings; models that do: "
+                           f"{', '.join(sorted(n for n, ok in workers.timings.items() if ok)) or 'none known yet'}",
+                           "timings_unsupported")
+    if workers.timings.get(model.name) is False:
+        raise unsupported
+    gate = _admit(request, model)
+    try:
+        wave, timings = await workers.synthesize_timed(model, sentences, voice, body.speed)
+    finally:
+        gate.leave()
+    workers.timings[model.name] = timings is not None
+    if timings is None:
+        raise unsupported
+    rate = model.runtime.sample_rate
+    metrics.observe_work(model.name, "tts", time.perf_counter() - start, len(wave) / rate)
+    data = await workers.run(audio.encode, wave, rate, body.response_format)
+    return {"model": model.name, "format": body.response_format, "sample_rate": rate,
+            "duration": round(len(wave) / rate, 4), "audio": base64.b64encode(data).decode("ascii"),
+            "timings": [{"kind": t.kind, "text": t.text, "start_s": t.start_s, "end_s": t.end_s} for t in timings]}
 
 
 async def _pieces(workers, model, sentences: list[str], voice: str | None, speed: float):

@@ -3,7 +3,9 @@
 Decisions (docs/service.md): 8 channels are downmixed and 8 kHz / 96 kHz
 input is resampled, then served (200); a wav header declaring more than the
 duration limit is refused (413) without reading on; a wav file shorter than
-its header says is truncated (422).
+its header says is truncated (422). Models: the tiny real bundles
+(tests/helpers/tiny_service_models.py); deepspeech2-default where the
+content of downmixed or resampled audio is checked.
 """
 import asyncio
 import concurrent.futures
@@ -16,21 +18,22 @@ import httpx
 import numpy as np
 import openai
 import pytest
-from service_audio import RATE, encoded, speech
+from service_audio import RATE, encoded, speech, wer
 from live_server import API_KEY, TEST_LIMITS, live_server
 
 from service.batching import Batcher
 from service.settings import Settings
 
 SAY = "check this"
+HEARD = "please call me back in the morning"  # deepspeech2-default: WER 0 on espeak-ng en-us (measured)
 
 
 def post_speech(http, **fields):
-    body = {"model": "tones", "input": SAY, "voice": "low", "response_format": "wav", **fields}
+    body = {"model": "gan-tts", "input": SAY, "voice": "mb-us1", "response_format": "wav", **fields}
     return http.post("/v1/audio/speech", json=body)
 
 
-def post_audio(http, data: bytes, model="tone-asr", name="a.wav"):
+def post_audio(http, data: bytes, model="ds2", name="a.wav"):
     return http.post("/v1/audio/transcriptions", files={"file": (name, data)}, data={"model": model,
                                                                                    "response_format": "text"})
 
@@ -45,7 +48,8 @@ def assert_error(resp, status, code=None):
 
 def assert_still_serving(http):
     assert post_speech(http).status_code == 200
-    assert post_audio(http, encoded(speech(SAY))).text.strip() == SAY
+    resp = post_audio(http, encoded(speech(SAY)))
+    assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/plain")
 
 
 @pytest.mark.parametrize("text, status, code", [
@@ -59,7 +63,7 @@ def test_bad_text(http, text, status, code):
 
 @pytest.mark.parametrize("fields, status", [
     ({"speed": 0.0}, 422), ({"speed": 100}, 422), ({"voice": "nobody"}, 422), ({"response_format": "aac"}, 422),
-    ({"stream_format": "sse"}, 422), ({"model": "no-such-model"}, 404), ({"model": "tone-asr"}, 400),
+    ({"stream_format": "sse"}, 422), ({"model": "no-such-model"}, 404), ({"model": "ds2"}, 400),
     ({"model": "../../etc/passwd"}, 404), ({"input": 42}, 422),
 ])
 def test_bad_speech_fields(http, fields, status):
@@ -67,22 +71,22 @@ def test_bad_speech_fields(http, fields, status):
 
 
 def test_non_utf8_and_malformed_bodies(http):
-    bad = b'{"model": "tones", "input": "\xff\xfe\xfd", "voice": "low"}'
+    bad = b'{"model": "gan-tts", "input": "\xff\xfe\xfd", "voice": "mb-us1"}'
     assert_error(http.post("/v1/audio/speech", content=bad, headers={"content-type": "application/json"}), 400,
                  "invalid_body")
-    assert_error(http.post("/v1/audio/speech", content=b'{"model": "tones", "inp',
+    assert_error(http.post("/v1/audio/speech", content=b'{"model": "gan-tts", "inp',
                            headers={"content-type": "application/json"}), 422)
-    lone = b'{"model": "tones", "input": "\\ud800 check this", "voice": "low", "response_format": "pcm"}'
+    lone = b'{"model": "gan-tts", "input": "\\ud800 check this", "voice": "mb-us1", "response_format": "pcm"}'
     assert http.post("/v1/audio/speech", content=lone, headers={"content-type": "application/json"}).status_code == 200
     assert_still_serving(http)
 
 
 def test_wrong_content_types(http):
-    assert_error(http.post("/v1/audio/speech", data={"model": "tones", "input": SAY}), 415, "unsupported_media_type")
+    assert_error(http.post("/v1/audio/speech", data={"model": "gan-tts", "input": SAY}), 415, "unsupported_media_type")
     assert_error(http.post("/v1/audio/speech", content=b"check this", headers={"content-type": "text/plain"}), 415)
-    assert_error(http.post("/v1/audio/transcriptions", json={"model": "tone-asr"}), 415, "unsupported_media_type")
+    assert_error(http.post("/v1/audio/transcriptions", json={"model": "ds2"}), 415, "unsupported_media_type")
     assert_error(http.post("/v1/music/transcriptions", content=b"RIFF", headers={"content-type": "audio/wav"}), 415)
-    assert_error(http.post("/v1/audio/transcriptions", files={"other": ("a.wav", b"x")}, data={"model": "tone-asr"}),
+    assert_error(http.post("/v1/audio/transcriptions", files={"other": ("a.wav", b"x")}, data={"model": "ds2"}),
                  422)
     assert_still_serving(http)
 
@@ -117,19 +121,19 @@ BAD_AUDIO = {
 def test_bad_audio(http, case):
     data, status, code = BAD_AUDIO[case]
     assert_error(post_audio(http, data), status, code)
-    assert_error(post_audio(http, data, model="ds2"), status, code)
-    assert_error(http.post("/v1/music/transcriptions", files={"file": ("a.wav", data)}, data={"model": "piano"}),
-                 status, code)
+    assert_error(http.post("/v1/music/transcriptions", files={"file": ("a.wav", data)},
+                           data={"model": "onsets-frames"}), status, code)
     assert_still_serving(http)
 
 
 @pytest.mark.parametrize("channels, rate", [(8, RATE), (1, 8000), (1, 96000), (2, 44100)])
 def test_many_channels_and_other_rates_are_downmixed_and_resampled(http, channels, rate):
-    mono = speech(SAY, rate)
+    mono = speech(HEARD, rate)
     wave = np.repeat(mono[:, None], channels, axis=1) if channels > 1 else mono
-    resp = post_audio(http, encoded(wave, rate))
-    assert resp.status_code == 200 and resp.text.strip() == SAY
-    assert post_audio(http, encoded(wave, rate), model="ds2").status_code == 200
+    resp = post_audio(http, encoded(wave, rate), model="deepspeech2-default")
+    # 8 kHz input has nothing above 4 kHz: the recognizer may lose a word or two
+    assert resp.status_code == 200 and wer(HEARD, resp.text) <= (0.5 if rate == 8000 else 0.3), resp.text
+    assert post_audio(http, encoded(wave, rate)).status_code == 200
 
 
 def test_upload_over_the_size_limit_is_413(http):
@@ -149,20 +153,20 @@ def test_upload_over_the_size_limit_is_413(http):
 def test_unknown_model_and_wrong_key_through_the_client(server):
     good = openai.OpenAI(base_url=f"{server}/v1", api_key=API_KEY, max_retries=0)
     with pytest.raises(openai.NotFoundError):
-        good.audio.speech.create(model="missing", voice="low", input=SAY)
+        good.audio.speech.create(model="missing", voice="mb-us1", input=SAY)
     with pytest.raises(openai.NotFoundError):
         good.audio.transcriptions.create(model="missing", file=("a.wav", encoded(speech(SAY))))
     bad = openai.OpenAI(base_url=f"{server}/v1", api_key="wrong-key", max_retries=0)
     with pytest.raises(openai.AuthenticationError):
-        bad.audio.speech.create(model="tones", voice="low", input=SAY)
+        bad.audio.speech.create(model="gan-tts", voice="mb-us1", input=SAY)
     with pytest.raises(openai.AuthenticationError):
         bad.models.list()
-    assert good.audio.speech.create(model="tones", voice="low", input=SAY, response_format="wav").content
+    assert good.audio.speech.create(model="gan-tts", voice="mb-us1", input=SAY, response_format="wav").content
 
 
-def test_full_queue_is_429_with_retry_after(bundles_dir):
-    settings = Settings(models_dir=bundles_dir, load_defaults=False, **{**TEST_LIMITS, "max_queue": 1,
-                                                                        "batch_wait_ms": 500.0})
+def test_full_queue_is_429_with_retry_after(tiny_dir):
+    settings = Settings(models_dir=tiny_dir, load_defaults=False, **{**TEST_LIMITS, "max_queue": 1,
+                                                                     "batch_wait_ms": 500.0})
     with live_server(settings) as url, httpx.Client(base_url=url, timeout=30) as http:
         first = {}
         thread = threading.Thread(target=lambda: first.setdefault("r", post_audio(http, encoded(speech(SAY)))))
@@ -172,19 +176,24 @@ def test_full_queue_is_429_with_retry_after(bundles_dir):
         thread.join()
         assert_error(refused, 429, "queue_full")
         assert int(refused.headers["retry-after"]) >= 1
-        assert first["r"].status_code == 200 and first["r"].text.strip() == SAY
+        assert first["r"].status_code == 200
         assert_still_serving(http)
 
 
-def test_shutdown_finishes_in_flight_requests(bundles_dir):
-    text = " ".join(["graceful"] * 440)  # just under the test's text limit: about 400 s of audio
-    expected = len(speech(text)) * 2
+def test_shutdown_finishes_in_flight_requests(tiny_dir):
+    from models.inference import load_runtime
+    from service.routes.speech import split_sentences
+
+    text = " ".join(["Graceful words finish."] * 8)  # WaveRNN streams one chunk per sentence
+    _, runtime = load_runtime(tiny_dir / "wavernn")
+    hop = runtime.model.config.hop_length
+    expected = sum(runtime.features(s, 2.0).shape[1] * hop for s in split_sentences(text)) * 2
     got = {}
-    with live_server(Settings(models_dir=bundles_dir, load_defaults=False, **TEST_LIMITS)) as url:
+    with live_server(Settings(models_dir=tiny_dir, load_defaults=False, **TEST_LIMITS)) as url:
         started = threading.Event()
 
         def client():
-            body = {"model": "tones", "input": text, "voice": "low", "response_format": "pcm"}
+            body = {"model": "wavernn", "input": text, "voice": "mb-us1", "response_format": "pcm", "speed": 2.0}
             with httpx.stream("POST", f"{url}/v1/audio/speech", json=body, timeout=60) as resp:
                 data = b""
                 for chunk in resp.iter_bytes():
@@ -201,8 +210,10 @@ def test_shutdown_finishes_in_flight_requests(bundles_dir):
     assert got["n"] == expected
 
 
-@pytest.mark.parametrize("model", ["tones", "tones-ff"])
+@pytest.mark.parametrize("model", ["wavernn", "gan-tts-batched"])
 def test_input_the_model_cannot_speak_is_422_and_spoils_no_batch(http, model):
+    """The text frontend finds nothing to pronounce in punctuation alone (422);
+    with gan-tts-batched the bad sentences share batches with good ones."""
     assert_error(post_speech(http, model=model, input="!!! ???"), 422, "unprocessable_input")
 
     def one(text):

@@ -2,10 +2,15 @@
 import io
 
 import numpy as np
+import pytest
 import soundfile as sf
+from fastapi.testclient import TestClient
 
+from models.audio import AudioError, AudioTooLarge, AudioTooLong, AudioTruncated, read_audio_capped
 from models.inference import Transcript, Word
 from service import audio
+from service.app import create_app
+from service.settings import Settings
 from service.routes.speech import split_sentences
 from service.routes.transcriptions import segments_of, subtitles
 
@@ -44,3 +49,41 @@ def test_encode_resamples_where_the_codec_demands():
         back, rate = sf.read(io.BytesIO(audio.encode(wave, 22050, fmt)))
         assert abs(len(back) / rate - 1.0) < 0.1, fmt
     assert len(audio.encode(np.zeros(0, np.float32), 16000, "pcm")) == 0
+
+
+def test_capped_reader_refuses_before_reading_and_reads_what_fits():
+    wave = np.sin(np.arange(16000) / 7).astype(np.float32) * 0.5
+    buffer = io.BytesIO()
+    sf.write(buffer, np.stack([wave, wave], axis=1), 16000, format="WAV", subtype="PCM_16")
+    data = buffer.getvalue()
+    back, rate = read_audio_capped(data, 2.0)
+    assert rate == 16000 and back.shape == (16000,) and np.abs(back - wave).max() < 1e-4
+    assert read_audio_capped(data, 2.0, mono=False)[0].shape == (2, 16000)
+    with pytest.raises(AudioTooLong):
+        read_audio_capped(data, 0.5)
+    with pytest.raises(AudioTooLarge):
+        read_audio_capped(data, 2.0, max_bytes=1000)
+    with pytest.raises(AudioTruncated):
+        read_audio_capped(data[:20000], 2.0)
+    with pytest.raises(AudioError, match="channels"):
+        read_audio_capped(data, 2.0, max_channels=1)
+
+
+def test_timings_are_refused_for_a_runtime_that_does_not_report_them(tiny_dir):
+    """A wrapper around the real GAN-TTS runtime that passes its audio on but
+    not its timings: the service answers 400 timings_unsupported (then up
+    front), while the same model's speech endpoint still serves."""
+    class NoTimings:
+        def __init__(self, inner):
+            self.inner, self.sample_rate, self.voices, self.streaming = inner, inner.sample_rate, inner.voices, False
+
+        def synthesize(self, text, voice=None, speed=1.0):
+            yield from self.inner.synthesize(text, voice, speed)
+
+    with TestClient(create_app(Settings(models_dir=tiny_dir, load_defaults=False))) as client:
+        model = client.app.state.registry.models["gan-tts"]
+        model.runtime = NoTimings(model.runtime)
+        for _ in range(2):
+            resp = client.post("/v1/audio/speech/timings", json={"model": "gan-tts", "input": "hello there"})
+            assert resp.status_code == 400 and resp.json()["error"]["code"] == "timings_unsupported"
+        assert client.post("/v1/audio/speech", json={"model": "gan-tts", "input": "hello there"}).status_code == 200
