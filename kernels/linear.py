@@ -1,6 +1,8 @@
 """BlockSparseLinear: trains dense with a block mask, packs for inference."""
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -9,19 +11,37 @@ from . import ops
 from .format import BlockSparseMatrix, block_view
 
 
+def block_scores(weight: torch.Tensor, block: tuple[int, int]) -> torch.Tensor:
+    """Sum of |w| per block: (R, C) -> (nbr, nbc) float32; edge padding counts as zero."""
+    return block_view(weight.detach().abs().float(), block).sum(dim=(2, 3))
+
+
+def topk_blocks(scores: torch.Tensor, keep: int, among: torch.Tensor | None = None) -> torch.Tensor:
+    """Bool block mask (nbr, nbc) of the `keep` highest scores (only where `among`, if given)."""
+    flat = scores.flatten().clone()
+    if among is not None:
+        flat[~among.flatten()] = -math.inf
+    mask = torch.zeros_like(flat, dtype=torch.bool)
+    if keep > 0:
+        mask[torch.topk(flat, keep, sorted=False).indices] = True
+    return mask.reshape(scores.shape)
+
+
+def expand_blocks(block_mask: torch.Tensor, block: tuple[int, int], shape: tuple[int, int]) -> torch.Tensor:
+    """A (nbr, nbc) block mask as the (R, C) = `shape` element mask."""
+    br, bc = block
+    full = block_mask.repeat_interleave(br, 0).repeat_interleave(bc, 1)
+    return full[: shape[0], : shape[1]].contiguous()
+
+
 def block_magnitude_mask(weight: torch.Tensor, sparsity: float, block: tuple[int, int]) -> torch.Tensor:
     """Bool mask (R, C) keeping the round((1 - sparsity) * n_blocks) blocks of
     largest L1 norm; edge blocks may be partial (their padding counts as zero)."""
     if not 0.0 <= sparsity <= 1.0:
         raise ValueError(f"sparsity must be in [0, 1], got {sparsity}")
-    scores = block_view(weight.detach().abs().float(), block).sum(dim=(2, 3))  # (nbr, nbc)
+    scores = block_scores(weight, block)
     keep = int(round((1.0 - sparsity) * scores.numel()))
-    flat = torch.zeros(scores.numel(), dtype=torch.bool, device=weight.device)
-    if keep > 0:
-        flat[torch.topk(scores.flatten(), keep).indices] = True
-    br, bc = block
-    full = flat.reshape(scores.shape).repeat_interleave(br, 0).repeat_interleave(bc, 1)
-    return full[: weight.shape[0], : weight.shape[1]].contiguous()
+    return expand_blocks(topk_blocks(scores, keep), block, tuple(weight.shape))
 
 
 class BlockSparseLinear(nn.Module):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -84,7 +85,22 @@ def load_config(cls: type[T], path: str | Path | None, overrides: list[str] | No
         if not isinstance(data, dict):
             raise ValueError(f"{path}: a config must be a mapping at the top level")
     data = apply_overrides(data, parse_overrides(overrides or []))
-    return config_from_dict(cls, data)
+    return config_from_dict(with_sparsity(cls), data)
+
+
+@functools.cache
+def with_sparsity(cls: type[T]) -> type[T]:
+    """`cls` if it has a `sparsity` section, else a frozen subclass adding one
+    (method none): every task can then be pruned from its config, and the
+    shared loop builds the Sparsifier (training/objective.py `build`)."""
+    if not dataclasses.is_dataclass(cls) or "sparsity" in {f.name for f in dataclasses.fields(cls)}:
+        return cls
+    from training.sparsity import SparsityConfig
+
+    sub = dataclasses.make_dataclass(cls.__name__, [("sparsity", SparsityConfig, SparsityConfig())],
+                                     bases=(cls,), frozen=True)
+    sub.__module__, sub.__qualname__, sub.__doc__ = cls.__module__, cls.__qualname__, cls.__doc__
+    return sub
 
 
 def dump_config(config: Any) -> str:

@@ -133,7 +133,7 @@ class Run:
 
     def _build(self) -> None:
         torch.manual_seed(self.loop.seed)
-        self.modules = {k: m.to(self.device) for k, m in self.objective.build_modules().items()}
+        self.modules = {k: m.to(self.device) for k, m in self.objective.build().items()}
         groups = self.objective.optimizer_groups(self.modules)
         optim_cfg = self.cfg.optim
         self.optimizers = {k: make_optimizer(optim_cfg, ps) for k, ps in groups.items()}

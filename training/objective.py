@@ -16,6 +16,7 @@ from torch.utils.data import Dataset
 from models.bundle import save_bundle
 from models.config import config_to_dict
 from models.registry import bundle_tensors
+from training.sparsity import Sparsifier
 
 
 class Objective:
@@ -33,11 +34,22 @@ class Objective:
 
     def __init__(self, config: Any):
         self.config = config
-        # Set in build_modules when the run prunes (training/sparsity); the
-        # hooks below then drive it, checkpoint it and report it in bundles.
+        # Set by build() when the config's sparsity section prunes
+        # (training/sparsity); the hooks below then drive it, checkpoint it
+        # and report it in bundles.
         self.sparsifier = None
 
     # --- built once per run -------------------------------------------------
+    def build(self) -> dict[str, nn.Module]:
+        """build_modules() plus, when the config's `sparsity` section asks for
+        it, a Sparsifier over modules["model"] (what the loop and export call)."""
+        self.sparsifier = None
+        modules = self.build_modules()
+        section = getattr(self.config, "sparsity", None)
+        if self.sparsifier is None and section is not None and section.method != "none":
+            self.sparsifier = Sparsifier(section, modules["model"])
+        return modules
+
     def build_modules(self) -> dict[str, nn.Module]:
         """Named modules; "model" is the one exported."""
         raise NotImplementedError

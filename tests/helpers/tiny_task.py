@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from models.registry import register  # noqa: E402
 from training.config import LoopConfig, OptimConfig  # noqa: E402
 from training.objective import Objective  # noqa: E402
-from training.sparsity import SparsityConfig, Sparsifier  # noqa: E402
+from training.sparsity import SparsityConfig  # noqa: E402
 from training.tasks import register_task  # noqa: E402
 
 
@@ -83,10 +83,7 @@ class TinyObjective(Objective):
     task = "test"
 
     def build_modules(self):
-        model = TinyMLP(self.config.model)
-        if self.config.sparsity.method != "none":
-            self.sparsifier = Sparsifier(self.config.sparsity, model)
-        return {"model": model}
+        return {"model": TinyMLP(self.config.model)}
 
     def train_dataset(self):
         return TinyDataset(self.config.data.n_items, self.config.data.noise)

@@ -69,7 +69,7 @@ def test_crops_and_one_step_lowers_the_loss(tmp_path):
 def test_sparse_schedule_reaches_target_in_16x1_blocks(tmp_path):
     write_corpus(tmp_path)
     obj = WaveRNNObjective(tiny_run(tmp_path, method="gmp", target=0.9, start_step=2, end_step=10, every=2))
-    model = obj.build_modules()["model"]
+    model = obj.build()["model"]
     sparsity = [obj.after_step({"model": model}, step)["sparsity/overall"] for step in range(1, 12)]
     assert sparsity[0] == 0.0 and all(a <= b for a, b in zip(sparsity, sparsity[1:]))
     assert sparsity[-1] == pytest.approx(0.9, abs=0.01)
@@ -88,7 +88,7 @@ def test_export_and_synthesize(tmp_path):
 
     write_corpus(tmp_path / "corpus")
     obj = WaveRNNObjective(tiny_run(tmp_path / "corpus", method="gmp", target=0.75, start_step=0, end_step=1))
-    modules = obj.build_modules()
+    modules = obj.build()
     obj.after_step(modules, 1)
     obj.export(modules, str(tmp_path / "bundle"), {"test": True}, "0+test")
     manifest = load_bundle(tmp_path / "bundle").manifest

@@ -24,7 +24,7 @@ def export_run(run_dir: Path, out: Path, checkpoint: Path | None = None) -> Path
     if path is None or not Path(path).is_file():
         raise CliError(f"{run_dir}: no checkpoint to export")
     state = ckpt.load_checkpoint(path)
-    modules = objective.build_modules()
+    modules = objective.build()
     for name, module in modules.items():
         module.load_state_dict(state["modules"][name])
     objective.load_state_dict(state["objective"])

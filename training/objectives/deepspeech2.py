@@ -270,7 +270,8 @@ class DeepSpeech2Objective(Objective):
             return save_bundle(out, model_type=self.model_type, task=self.task,
                                model_config=config_to_dict(self.config.model), tensors=tensors,
                                feature_config=self.feature_config(), inference_defaults=self.inference_defaults(),
-                               provenance=provenance, licence=licence, package_version=package_version,
+                               sparsity=self.sparsity_report(modules), provenance=provenance, licence=licence,
+                               package_version=package_version,
                                assets=assets)
 
 

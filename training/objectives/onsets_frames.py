@@ -329,5 +329,6 @@ class OnsetsFramesObjective(Objective):
             return save_bundle(out, model_type=self.model_type, task=self.task,
                                model_config=config_to_dict(self.config.model), tensors=bundle_tensors(model),
                                feature_config=self.feature_config(), inference_defaults=defaults,
-                               provenance=provenance, licence=self.licence(), package_version=package_version,
+                               sparsity=self.sparsity_report(modules), provenance=provenance,
+                               licence=self.licence(), package_version=package_version,
                                assets=assets)

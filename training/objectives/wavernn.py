@@ -9,7 +9,8 @@ pitch, which only the MBROLA utterances carry, so with cond_kind
 A training item is a random crop of `crop_frames` conditioning frames with
 `pad_frames` of context each side for the conditioning net, and the crop's
 samples plus the one before it. Sparse WaveRNN: the `sparsity` section
-(training/sparsity, method gmp) prunes weight_hh and O1..O4 in blocks.
+(training/sparsity, method gmp; built by Objective.build) prunes weight_hh
+and O1..O4 in blocks.
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from models.text import FrontendConfig, Phone, features_from_phones, pho_symbols
 from models.wavernn import WaveRNN, WaveRNNConfig, split_samples
 from training.config import LoopConfig, OptimConfig
 from training.objective import Objective
-from training.sparsity import SparsityConfig, Sparsifier
+from training.sparsity import SparsityConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,10 +140,7 @@ class WaveRNNObjective(Objective):
         return {v: i for i, v in enumerate(voices[: self.config.model.n_speakers])}
 
     def build_modules(self):
-        model = WaveRNN(self.config.model)
-        if self.config.sparsity.method != "none":
-            self.sparsifier = Sparsifier(self.config.sparsity, model)
-        return {"model": model}
+        return {"model": WaveRNN(self.config.model)}
 
     def _dataset(self, split: str) -> SpeechCrops:
         if split not in self._sets:

@@ -1,15 +1,21 @@
-"""Block structure of masks: scores per block, top-k block masks, ERK densities.
+"""Block structure of masks for training: matrix views, keep counts, ERK.
 
+The block primitives themselves (scores per block, top-k block masks, their
+expansion, magnitude masks) are the kernels' (kernels/linear.py), so that a
+trained mask is exactly what the packed format and BlockSparseLinear expect.
 A block is (rows, cols) of a 2-D weight (out, in); conv weights (out, in, k)
-are seen as (out, in * k). Blocks at the edges may be partial (shapes need
-not be multiples of the block); the kernels pack such masks as they are.
+are seen as (out, in * k). Edge blocks may be partial.
 """
 from __future__ import annotations
 
 import math
 
 import torch
-import torch.nn.functional as F
+
+from kernels.linear import block_magnitude_mask, block_scores, expand_blocks, topk_blocks
+
+__all__ = ["as_matrix", "block_magnitude_mask", "block_scores", "erk_densities", "expand_blocks", "n_keep",
+           "topk_blocks"]
 
 
 def as_matrix(weight: torch.Tensor) -> torch.Tensor:
@@ -17,34 +23,8 @@ def as_matrix(weight: torch.Tensor) -> torch.Tensor:
     return weight.reshape(weight.shape[0], -1)
 
 
-def block_scores(matrix: torch.Tensor, block: tuple[int, int]) -> torch.Tensor:
-    """Sum of |x| per block: (R, C) -> (ceil(R / br), ceil(C / bc))."""
-    br, bc = block
-    rows, cols = matrix.shape
-    padded = F.pad(matrix.abs().float(), (0, (-cols) % bc, 0, (-rows) % br))
-    return padded.reshape(padded.shape[0] // br, br, padded.shape[1] // bc, bc).sum(dim=(1, 3))
-
-
-def expand_blocks(block_mask: torch.Tensor, block: tuple[int, int], shape: tuple[int, int]) -> torch.Tensor:
-    """A (nbr, nbc) block mask as an element mask of `shape`."""
-    br, bc = block
-    full = block_mask.repeat_interleave(br, 0).repeat_interleave(bc, 1)
-    return full[: shape[0], : shape[1]]
-
-
 def n_keep(n_blocks: int, density: float) -> int:
     return max(0, min(n_blocks, int(round(density * n_blocks))))
-
-
-def topk_blocks(scores: torch.Tensor, keep: int, among: torch.Tensor | None = None) -> torch.Tensor:
-    """Boolean block mask of the `keep` highest scores (restricted to `among`)."""
-    flat = scores.flatten().clone()
-    if among is not None:
-        flat[~among.flatten()] = -math.inf
-    mask = torch.zeros_like(flat, dtype=torch.bool)
-    if keep > 0:
-        mask[torch.topk(flat, keep, sorted=False).indices] = True
-    return mask.reshape(scores.shape)
 
 
 def erk_densities(shapes: dict[str, tuple[int, ...]], density: float) -> dict[str, float]:

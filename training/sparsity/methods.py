@@ -24,7 +24,8 @@ import re
 import torch
 from torch import nn
 
-from training.sparsity.blocks import as_matrix, block_scores, erk_densities, expand_blocks, n_keep, topk_blocks
+from training.sparsity.blocks import (as_matrix, block_magnitude_mask, block_scores, erk_densities, expand_blocks,
+                                     n_keep, topk_blocks)
 
 METHODS = ("none", "gmp", "random", "rigl", "topkast", "dsd")
 
@@ -93,9 +94,7 @@ class Sparsifier:
     def _magnitude_masks(self, sparsity: float, weights: dict[str, torch.Tensor] | None = None) -> None:
         for name, density in self.densities(sparsity).items():
             matrix = as_matrix(weights[name] if weights else self.params[name].detach())
-            scores = block_scores(matrix, self.config.block)
-            keep = topk_blocks(scores, n_keep(scores.numel(), density))
-            self.masks[name] = expand_blocks(keep, self.config.block, matrix.shape)
+            self.masks[name] = block_magnitude_mask(matrix, 1.0 - density, self.config.block)
 
     def _random_masks(self) -> None:
         gen = torch.Generator().manual_seed(self.config.seed)
