@@ -54,6 +54,12 @@ def install() -> None:
         register("gan-tts-batch-test", GanTTSConfig, GanTTSGenerator, task="tts", runtime=BatchedGanTTS)
 
 
+def _build(objective) -> dict:
+    """The objective's modules as training builds them: Objective.build() (which
+    attaches the sparsifier) where the tree has it, else build_modules()."""
+    return objective.build() if hasattr(objective, "build") else objective.build_modules()
+
+
 def _wavernn(directory: Path) -> Path:
     from models.wavernn import WaveRNNConfig
     from training.objectives.wavernn import WaveRNNDataConfig, WaveRNNObjective, WaveRNNRunConfig, \
@@ -67,7 +73,7 @@ def _wavernn(directory: Path) -> Path:
     objective = WaveRNNObjective(WaveRNNRunConfig(model=model, data=WaveRNNDataConfig(root="no-corpus",
                                                                                       voices=VOICES),
                                                   sparsity=sparsity))
-    modules = objective.build()
+    modules = _build(objective)
     objective.after_step(modules, 1)  # prune to the target: the bundle is sparse like the shipped one
     return objective.export(modules, str(directory / "wavernn"), {"test": True}, "0+test")
 
@@ -87,7 +93,7 @@ def _gan_tts(directory: Path) -> Path:
                           speaker_dim=2, channels=(8, 8, 6, 6, 4, 4, 4))
     disc = DiscriminatorConfig(cond_channels=config.in_channels, channels=4, max_channels=8, post_blocks=1)
     objective = GanTTSObjective(GanTTSRunConfig(model=config, disc=disc, data=GanTTSDataConfig(root=str(corpus))))
-    modules = objective.build()
+    modules = _build(objective)
     return objective.export({"model": modules["model"]}, str(directory / "gan-tts"), {"test": True}, "0+test")
 
 
@@ -115,7 +121,7 @@ def _deepspeech2(directory: Path) -> Path:
         features=asr_feature_config(n_mels=16), data=DeepSpeech2DataConfig(root=str(directory / "no-corpus")),
         decode=DeepSpeech2DecodeConfig(decoder="greedy", onnx=False))
     objective = DeepSpeech2Objective(config)
-    model = objective.build()["model"]
+    model = _build(objective)["model"]
     with torch.no_grad():  # batch-norm statistics from one pass
         model.train()
         model(torch.randn(4, 80, 16) * 2 - 3, torch.tensor([80, 70, 50, 40]))
@@ -132,7 +138,7 @@ def _onsets_frames(directory: Path) -> Path:
         model=OnsetsFramesConfig(conv_channels=(2, 2, 4), dense=16, lstm=8, conv_dropout=0.0, dense_dropout=0.0),
         decode=OnsetsFramesDecodeConfig(tune=False, onnx=False))
     objective = OnsetsFramesObjective(config)
-    modules = objective.build()
+    modules = _build(objective)
     return objective.export({"model": modules["model"].eval()}, str(directory / "onsets-frames"), {"test": True},
                             "0+test")
 
