@@ -11,45 +11,13 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse
 
+from models.subtitles import segments_of, subtitles, verbose_json
 from service import audio
 from service.batching import QueueFull
 from service.errors import ApiError
 from service.routes.common import lookup_model, queue_full, read_upload, require_multipart
 
 router = APIRouter()
-SEGMENT_GAP_S, SEGMENT_MAX_WORDS, SEGMENT_MAX_S = 0.8, 16, 8.0
-
-
-def segments_of(transcript) -> list[dict]:
-    """Words grouped into segments at pauses, or every 16 words / 8 s."""
-    groups, current = [], []
-    for word in transcript.words:
-        if current and (word.start_s - current[-1].end_s > SEGMENT_GAP_S or len(current) >= SEGMENT_MAX_WORDS
-                        or word.end_s - current[0].start_s > SEGMENT_MAX_S):
-            groups.append(current)
-            current = []
-        current.append(word)
-    if current:
-        groups.append(current)
-    spans = [(g[0].start_s, g[-1].end_s, " ".join(w.word for w in g)) for g in groups]
-    if not spans and transcript.text.strip():
-        spans = [(0.0, transcript.duration_s, transcript.text.strip())]
-    return [{"id": i, "seek": 0, "start": round(s, 3), "end": round(e, 3), "text": text, "tokens": [],
-             "temperature": 0.0, "avg_logprob": 0.0, "compression_ratio": 1.0, "no_speech_prob": 0.0}
-            for i, (s, e, text) in enumerate(spans)]
-
-
-def _stamp(seconds: float, sep: str) -> str:
-    ms = int(round(max(0.0, seconds) * 1000))
-    return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d}{sep}{ms % 1000:03d}"
-
-
-def subtitles(segments: list[dict], kind: str) -> str:
-    if kind == "srt":
-        return "".join(f"{i + 1}\n{_stamp(s['start'], ',')} --> {_stamp(s['end'], ',')}\n{s['text']}\n\n"
-                       for i, s in enumerate(segments))
-    return "WEBVTT\n\n" + "".join(f"{_stamp(s['start'], '.')} --> {_stamp(s['end'], '.')}\n{s['text']}\n\n"
-                                  for s in segments)
 
 
 @router.post("/v1/audio/transcriptions", dependencies=[Depends(require_multipart)])
@@ -84,15 +52,7 @@ async def transcriptions(
         return PlainTextResponse(text)
     if response_format == "json":
         return {"text": text}
-    segments = segments_of(transcript)
     if response_format in ("srt", "vtt"):
-        return PlainTextResponse(subtitles(segments, response_format),
+        return PlainTextResponse(subtitles(segments_of(transcript), response_format),
                                  media_type="text/vtt" if response_format == "vtt" else "text/plain")
-    wanted = set(granularities or ["segment"])
-    body = {"task": "transcribe", "language": "english", "duration": round(transcript.duration_s, 3), "text": text}
-    if "segment" in wanted:
-        body["segments"] = segments
-    if "word" in wanted:
-        body["words"] = [{"word": w.word, "start": round(w.start_s, 3), "end": round(w.end_s, 3),
-                          "confidence": round(float(w.confidence), 4)} for w in transcript.words]
-    return JSONResponse(body)
+    return JSONResponse(verbose_json(transcript, granularities))

@@ -10,7 +10,10 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser("transcribe", help="transcribe speech (ASR bundle) or piano audio (piano bundle)")
     p.add_argument("audio")
     p.add_argument("--model", required=True, help="bundle directory")
-    p.add_argument("-o", "--out", help="piano: MIDI file to write; speech: a JSON file (default: print)")
+    p.add_argument("-o", "--out", help="piano: MIDI file to write; speech: the --format document (default: print)")
+    p.add_argument("--format", default="json", choices=["json", "text", "verbose_json", "srt", "vtt"],
+                   help="speech only: json (text, duration, words with times and confidence), text, "
+                        "verbose_json (OpenAI's: segments and words), srt or vtt subtitles")
     p.set_defaults(func=run)
 
 
@@ -27,24 +30,25 @@ def run(args) -> int:
         raise CliError(str(exc)) from None
     task = bundle.manifest.get("task")
     if task == "asr":
-        result = runtime.transcribe_batch([audio])[0]
-        payload = {"text": result.text, "duration_s": result.duration_s,
-                   "words": [w.__dict__ for w in result.words]}
+        from models.subtitles import format_transcript
+
+        text = format_transcript(runtime.transcribe_batch([audio])[0], args.format)
     elif task == "piano":
+        if args.format != "json":
+            raise CliError("--format applies to speech bundles only (piano: -o writes MIDI, else JSON)")
         notes = runtime.transcribe(audio)
-        payload = {"notes": [n.__dict__ for n in notes]}
         if args.out:
             from models.midi import notes_to_midi
 
             notes_to_midi(notes).write(args.out)
             print(f"wrote {args.out}: {len(notes)} notes")
             return 0
+        text = json.dumps({"notes": [n.__dict__ for n in notes]}, indent=2) + "\n"
     else:
         raise CliError(f"{args.model} is a {task} bundle; transcribe needs an asr or piano bundle")
-    text = json.dumps(payload, indent=2)
     if args.out:
         with open(args.out, "w") as handle:
             handle.write(text)
     else:
-        print(text)
+        print(text, end="")
     return 0
