@@ -70,3 +70,31 @@ def test_deepspeech2_prunes_from_its_config_and_exports_the_masks(tmp_path):
     exported = dict(model_from_bundle(bundle).named_parameters())
     for name in PRUNED:
         assert torch.equal(exported[name].detach() != 0, params[name].detach() != 0), name
+
+
+def test_wavernn_bundle_stores_the_rigl_masks_packed_and_samples_from_them(tmp_path):
+    from models.wavernn import WaveRNN
+    from models.wavernn_fused import FusedWaveRNN
+    from training.objectives.wavernn import WaveRNNObjective, WaveRNNRunConfig
+
+    cfg = load_config(WaveRNNRunConfig, None, [
+        "model.hidden_size=64", "model.cond_channels=8", "model.cond_hidden=8", "model.cond_layers=1",
+        "model.n_speakers=2", "model.speaker_dim=4", "data.voices=[a, b]", "sparsity.method=rigl",
+        "sparsity.target=0.75", "sparsity.min_size=256", r"sparsity.include=['weight_hh', 'o[1-4]\.weight']"])
+    objective = WaveRNNObjective(cfg)
+    modules = objective.build()
+    objective.after_step(modules, 1)
+    bundle = load_bundle(objective.export(modules, str(tmp_path / "bundle"), {"test": True}, "0+test"))
+    assert bundle.manifest["sparsity"]["method"] == "rigl"
+    assert bundle.manifest["sparsity"]["overall"] == pytest.approx(0.75, abs=0.01)
+    masks = objective.sparsifier.masks
+    for name in WaveRNN.SPARSE:  # packed: exactly the kept 16x1 blocks, no dense copy
+        assert name not in bundle.tensors
+        kept = int((block_scores(masks[name].float(), (16, 1)) > 0).sum())
+        assert bundle.tensors[name + ".bsr_indices"].numel() == kept, name
+    loaded = model_from_bundle(bundle)
+    sampler = FusedWaveRNN(loaded, sparse=True)
+    assert sampler.density == pytest.approx(0.25, abs=0.01)
+    cond, spk = torch.randn(1, 3, 8), torch.tensor([1])
+    u = torch.rand(1, 160, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    np.testing.assert_array_equal(sampler.generate(cond, spk, u.numpy()), loaded.generate(cond, spk, u).numpy())
