@@ -121,3 +121,17 @@ def test_erk_densities_average_to_the_target():
 def test_bad_pattern_is_named():
     with pytest.raises(ValueError, match="matches no weight"):
         Sparsifier(SparsityConfig(method="gmp", include=(r"nothing",)), nn.Linear(64, 64))
+
+
+def test_topkast_penalty_is_added_to_unscaled_gradients():
+    torch.manual_seed(0)
+    model = nn.Linear(32, 64)
+    sp = Sparsifier(SparsityConfig(method="topkast", target=0.75, block=BLOCK, min_size=1, include=(r"weight",),
+                                   topkast_penalty=0.1), model)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    model(torch.randn(4, 32)).sum().mul(0.0).backward()  # zero loss gradient: what is left is the penalty
+    sp.before_optimizer_step(opt)  # the loop calls it after unscaling and clipping
+    fwd, bwd, theta, grad = sp.masks["weight"], sp.backward_masks["weight"], sp.dense_copy["weight"], model.weight.grad
+    assert torch.allclose(grad[fwd], 0.1 * theta[fwd])
+    assert torch.allclose(grad[bwd & ~fwd], 0.1 * theta[bwd & ~fwd] / 0.25)  # scaled by 1/D outside the forward set
+    assert bool((grad[~bwd] == 0).all()) and bool((bwd & ~fwd).any())

@@ -116,14 +116,16 @@ class Sparsifier:
 
     def _topkast_grad(self, name: str):
         def hook(grad: torch.Tensor) -> torch.Tensor:
-            fwd = self.masks[name].view(grad.shape).to(grad.device, grad.dtype)
-            bwd = self.backward_masks[name].view(grad.shape).to(grad.device, grad.dtype)
-            theta = self.dense_copy[name].to(grad.device)
-            density = max(fwd.mean().item(), 1e-6)
-            # L2 exploration penalty, scaled by 1/D outside the forward set.
-            penalty = self.config.topkast_penalty * theta * (fwd + (bwd - fwd) / density)
-            return grad * bwd + penalty
+            return grad * self.backward_masks[name].view(grad.shape).to(grad.device, grad.dtype)
         return hook
+
+    def _topkast_penalty(self, name: str) -> torch.Tensor:
+        """Gradient of the L2 exploration penalty, scaled by 1/D outside the forward set."""
+        theta = self.dense_copy[name]
+        fwd = self.masks[name].view(theta.shape).to(theta.device, theta.dtype)
+        bwd = self.backward_masks[name].view(theta.shape).to(theta.device, theta.dtype)
+        density = max(fwd.mean().item(), 1e-6)
+        return self.config.topkast_penalty * theta * (fwd + (bwd - fwd) / density)
 
     # --- the schedule ---------------------------------------------------------
     def gmp_sparsity(self, step: int) -> float:
@@ -138,14 +140,19 @@ class Sparsifier:
     def rigl_fraction(self, step: int) -> float:
         return self.config.rigl_alpha / 2 * (1 + math.cos(math.pi * step / max(1, self.config.end_step)))
 
+    @torch.no_grad()
     def before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        """Top-KAST updates the dense weights: put them back before the step."""
+        """Top-KAST updates the dense weights: put them back before the step and
+        add the penalty here, after the loss scaler has unscaled the gradients."""
         if not self.dense_copy:
             return
         owned = {id(p) for group in optimizer.param_groups for p in group["params"]}
         for name, p in self.params.items():
             if id(p) in owned:
+                self.dense_copy[name] = self.dense_copy[name].to(p.device)
                 p.data.copy_(self.dense_copy[name])
+                if p.grad is not None:
+                    p.grad.add_(self._topkast_penalty(name).to(p.grad.dtype))
 
     @torch.no_grad()
     def after_step(self, step: int) -> dict[str, float]:
