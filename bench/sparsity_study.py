@@ -1,0 +1,227 @@
+"""Large sparse against small dense WaveRNN at equal non-zeros (docs/sparsity.md).
+
+    python -m bench.sparsity_study --all          # train + evaluate every row not yet done
+    python -m bench.sparsity_study --row h256-gmp-A
+    python -m bench.sparsity_study --report       # table (markdown) + docs/sparsity.png
+
+Two budgets of non-zero parameters, A and B, are the whole-model counts of a
+dense WaveRNN of hidden 64 and of hidden 128. Each is matched by a hidden-256
+model pruned (16x1 blocks, uniform over weight_ih, weight_hh, O1..O4) by
+every method to the density that gives the same whole-model count. Every row
+trains configs/study/wavernn_sparsity.yaml for the same steps on the same
+data (`sparsewave train wavernn`, one subprocess per row), then is evaluated
+here: validation loss (the loop's), held-out NLL in bits per sample on whole
+test utterances (an unseen voice, teacher forced) and sampling speed of the
+fused numba sampler on one thread (packed blocks for sparse rows, every
+block for dense ones). Results append to runs/study/results.jsonl.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.wavernn import WaveRNN
+from training import checkpoint as ckpt
+from training.config import load_config
+from training.objectives.wavernn import SpeechCrops, WaveRNNObjective, WaveRNNRunConfig
+
+CONFIG = "configs/study/wavernn_sparsity.yaml"
+OUT = Path("runs/study")
+METHODS = ("gmp", "rigl", "topkast", "dsd", "random")
+SMALL = {"A": 64, "B": 128}
+LARGE = 256
+METHOD_ARGS = {"dsd": ["sparsity.start_step=120"]}  # dense for 120 steps, then one-shot prune
+HELD_OUT_UTTERANCES = 16
+SPEED_SAMPLES = 8000
+EXTRA: list[str] = []  # --extra
+
+
+def base_config(overrides=()) -> WaveRNNRunConfig:
+    return load_config(WaveRNNRunConfig, CONFIG, list(overrides))
+
+
+def whole_count(hidden: int) -> tuple[int, int]:
+    """(all parameters, parameters in the pruned set) of a model of `hidden`."""
+    cfg = base_config([f"model.hidden_size={hidden}"])
+    model = WaveRNN(cfg.model)
+    pruned = [name for name, p in model.named_parameters()
+              if p.dim() >= 2 and p.numel() >= cfg.sparsity.min_size
+              and any(__import__("re").fullmatch(r, name) for r in cfg.sparsity.include)]
+    params = dict(model.named_parameters())
+    return sum(p.numel() for p in model.parameters()), sum(params[n].numel() for n in pruned)
+
+
+def rows() -> list[dict]:
+    """Every row: name, overrides of the base config."""
+    total_large, pruned_large = whole_count(LARGE)
+    out = []
+    for budget, small in SMALL.items():
+        target_nnz, _ = whole_count(small)
+        density = 1.0 - (total_large - target_nnz) / pruned_large
+        out.append({"name": f"h{small}-dense-{budget}", "budget": budget, "method": "dense", "hidden": small,
+                    "overrides": [f"model.hidden_size={small}", "sparsity.method=none"]})
+        for method in METHODS:
+            out.append({"name": f"h{LARGE}-{method}-{budget}", "budget": budget, "method": method, "hidden": LARGE,
+                        "overrides": [f"model.hidden_size={LARGE}", f"sparsity.method={method}",
+                                      f"sparsity.target={1 - density:.4f}", *METHOD_ARGS.get(method, [])]})
+    return out
+
+
+def command(row: dict) -> str:
+    return (f"sparsewave train wavernn --config {CONFIG} --run-dir {OUT / row['name']} "
+            + " ".join(row["overrides"] + EXTRA))
+
+
+def load_run(run_dir: Path) -> tuple[WaveRNNRunConfig, WaveRNN]:
+    cfg = base_config() if not (run_dir / "config.yaml").is_file() else load_config(
+        WaveRNNRunConfig, run_dir / "config.yaml")
+    model = WaveRNN(cfg.model)
+    state = ckpt.load_checkpoint(ckpt.latest_checkpoint(run_dir / "checkpoints"))
+    model.load_state_dict(state["modules"]["model"])
+    return cfg, model.eval()
+
+
+@torch.no_grad()
+def held_out_bits(cfg: WaveRNNRunConfig, model: WaveRNN, items) -> float:
+    """Teacher-forced NLL of whole test utterances, bits per 16-bit sample."""
+    nats, count = 0.0, 0
+    for samples, cond, _ in items:
+        u = torch.cat([torch.tensor([32768]), samples])[None]
+        logits_c, logits_f = model(u, cond[None], torch.zeros(1, dtype=torch.long))
+        c, f = u[:, 1:] // 256, u[:, 1:] % 256
+        nats += float(torch.nn.functional.cross_entropy(logits_c[0], c[0], reduction="sum")
+                      + torch.nn.functional.cross_entropy(logits_f[0], f[0], reduction="sum"))
+        count += c.numel()
+    return nats / count / math.log(2)
+
+
+def sampling_speed(model: WaveRNN, cond: torch.Tensor, sparse: bool) -> float:
+    """Samples per second of the fused sampler, one thread, best of two."""
+    from models.wavernn_fused import FusedWaveRNN
+
+    sampler = FusedWaveRNN(model, sparse=sparse)
+    frames = SPEED_SAMPLES // model.config.hop_length
+    u = np.random.default_rng(0).random((1, SPEED_SAMPLES, 2))
+    sampler.generate(cond[None, :2], torch.zeros(1, dtype=torch.long), u[:, :80])  # compiles
+    best = 0.0
+    for _ in range(2):
+        t0 = time.perf_counter()
+        sampler.generate(cond[None, :frames], torch.zeros(1, dtype=torch.long), u)
+        best = max(best, SPEED_SAMPLES / (time.perf_counter() - t0))
+    return best
+
+
+def evaluate(row: dict, items) -> dict:
+    run_dir = OUT / row["name"]
+    cfg, model = load_run(run_dir)
+    final = json.loads((run_dir / "final.json").read_text())
+    nnz = sum(int((p != 0).sum()) for p in model.parameters())
+    cond = max((it[1] for it in items), key=len)
+    torch.set_num_threads(1)
+    return {**{k: row[k] for k in ("name", "budget", "method", "hidden")}, "command": command(row),
+            "steps": final["step"], "val_loss": final["val"].get("loss"),
+            "held_out_bits_per_sample": held_out_bits(cfg, model, items),
+            "nonzero_params": nnz, "params": sum(p.numel() for p in model.parameters()),
+            "samples_per_s": sampling_speed(model, cond, sparse=row["method"] != "dense")}
+
+
+def run_row(row: dict, items) -> dict:
+    run_dir = OUT / row["name"]
+    if not (run_dir / "final.json").is_file():
+        cmd = [sys.executable, "-m", "training.cli", "train", "wavernn", "--config", CONFIG,
+               "--run-dir", str(run_dir), *row["overrides"], *EXTRA]
+        t0 = time.time()
+        subprocess.run(cmd, check=True)
+        print(f"{row['name']}: trained in {time.time() - t0:.0f} s", flush=True)
+    result = evaluate(row, items)
+    with open(OUT / "results.jsonl", "a") as handle:
+        handle.write(json.dumps(result) + "\n")
+    print(json.dumps(result), flush=True)
+    return result
+
+
+def test_items():
+    cfg = base_config(["model.hidden_size=64"])
+    crops = SpeechCrops(cfg, "test", {})
+    return crops.items[:HELD_OUT_UTTERANCES]
+
+
+def results() -> dict[str, dict]:
+    path = OUT / "results.jsonl"
+    lines = path.read_text().splitlines() if path.is_file() else []
+    return {r["name"]: r for r in map(json.loads, lines)}  # the last result of a row wins
+
+
+def report(plot: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    done = results()
+    print("Commands (then `python -m bench.sparsity_study --row NAME` evaluates a trained row):\n")
+    for row in rows():
+        print(f"    {command(row)}")
+    print()
+    print("| row | budget | method | hidden | non-zeros | val loss (nats) | held-out bits/sample | samples/s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for row in rows():
+        r = done.get(row["name"])
+        if r:
+            print(f"| {r['name']} | {r['budget']} | {r['method']} | {r['hidden']} | {r['nonzero_params']:,} | "
+                  f"{r['val_loss']:.3f} | {r['held_out_bits_per_sample']:.3f} | {r['samples_per_s']:,.0f} |")
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key, label in ((axes[0], "val_loss", "validation loss (nats/sample)"),
+                           (axes[1], "held_out_bits_per_sample", "held-out NLL (bits/sample)")):
+        for method in ("dense", *METHODS):
+            pts = sorted((r["nonzero_params"], r[key]) for r in done.values() if r["method"] == method)
+            if pts:
+                xs, ys = zip(*pts)
+                ax.plot(xs, ys, "o-" if method != "dense" else "s--k", label=method if method != "dense"
+                        else "small dense (h64, h128)")
+        ax.set_xlabel("non-zero parameters (whole model)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("WaveRNN: hidden-256 sparse (by method) vs small dense, equal non-zeros, same steps")
+    fig.tight_layout()
+    fig.savefig(plot, dpi=110)
+    print(f"wrote {plot}")
+
+
+def main() -> None:
+    global OUT
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--all", action="store_true")
+    p.add_argument("--row", action="append", default=[])
+    p.add_argument("--report", action="store_true")
+    p.add_argument("--plot", default="docs/sparsity.png")
+    p.add_argument("--list", action="store_true", help="print each row's command")
+    p.add_argument("--out", default="runs/study", help="where the runs and results.jsonl go")
+    p.add_argument("--extra", nargs="*", default=[], help="overrides added to every row (smoke tests)")
+    args = p.parse_args()
+    OUT = Path(args.out)
+    EXTRA.extend(args.extra)
+    if args.list:
+        for row in rows():
+            print(command(row))
+    todo = [r for r in rows() if args.all and r["name"] not in results() or r["name"] in args.row]
+    if todo:
+        OUT.mkdir(parents=True, exist_ok=True)
+        items = test_items()
+        for row in todo:
+            run_row(row, items)
+    if args.report:
+        report(args.plot)
+
+
+if __name__ == "__main__":
+    main()
