@@ -2,6 +2,7 @@
 
     from kernels import BlockSparseMatrix, spmv, spmm, sddmm, conv1x1, gru_step
     from kernels import BlockSparseLinear, block_magnitude_mask
+    from kernels import SparseConv1d, pack_sparse_layers  # packed Conv1d/Linear of trained models
     import kernels.cpu  # raw @njit kernels on numpy arrays (see its docstring)
 
 Imports nothing of the project's other packages; numba and triton load
@@ -10,6 +11,8 @@ lazily, on the first op that needs them.
 from .format import BLOCKS, STORAGE_DTYPES, BlockSparseMatrix
 from .linear import BlockSparseLinear, block_magnitude_mask
 from .ops import conv1x1, gru_step, pick_path, sddmm, spmm, spmv
+from .sparse_layers import SparseConv1d, load_packed_state, pack_sparse_layers, packed_state_dict
 
 __all__ = ["BLOCKS", "STORAGE_DTYPES", "BlockSparseMatrix", "BlockSparseLinear", "block_magnitude_mask",
-           "conv1x1", "gru_step", "pick_path", "sddmm", "spmm", "spmv"]
+           "conv1x1", "gru_step", "pick_path", "sddmm", "spmm", "spmv",
+           "SparseConv1d", "load_packed_state", "pack_sparse_layers", "packed_state_dict"]

@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 _WARNED: set[str] = set()
 _TRITON: list = []  # [module or None], resolved once
 PARALLEL_MIN_FLOPS = 1 << 18  # below this a parallel region costs more than it saves
+LONG_N = 64  # spmm with more columns and (br, 1) blocks runs kernels/conv.py's kernel
 
 
 def _fallback(reason: str) -> str:
@@ -90,6 +91,9 @@ def spmm(m: BlockSparseMatrix, x: torch.Tensor, threads: int | None = None) -> t
         return triton_ops().spmm(m, x)
     if path == "reference":
         return reference.spmm(m, x)
+    if x.shape[1] > LONG_N and m.block[1] == 1:  # many columns: the conv kernel's time tiles
+        from . import conv
+        return conv.conv1d(m, x[None], threads=threads)[0]
     out = torch.empty(m.shape[0], x.shape[1], dtype=torch.float32)
     with _numba_threads(threads) as n:
         parallel = n > 1 and m.values.numel() * x.shape[1] >= PARALLEL_MIN_FLOPS
@@ -148,6 +152,9 @@ def conv1x1(m: BlockSparseMatrix, x: torch.Tensor, bias: torch.Tensor | None = N
         return triton_ops().conv1x1(m, x, bias)
     if path == "reference":
         return reference.conv1x1(m, x, bias)
+    if m.block[1] == 1:
+        from . import conv
+        return conv.conv1d(m, x, bias, threads=threads)
     out = torch.stack([spmm(m, x[i], threads) for i in range(x.shape[0])]) if x.shape[0] else \
         torch.empty(0, m.shape[0], x.shape[2])
     return out + bias[None, :, None] if bias is not None else out

@@ -56,6 +56,16 @@ def conv1x1(m: BlockSparseMatrix, x: torch.Tensor, bias: torch.Tensor | None = N
     return y + bias.float()[None, :, None] if bias is not None else y
 
 
+def conv1d(m: BlockSparseMatrix, x: torch.Tensor, bias: torch.Tensor | None = None, kernel_size: int = 1,
+           dilation: int = 1, padding: int = 0) -> torch.Tensor:
+    """Sparse Conv1d: m packs weight.reshape(Cout, Cin * kernel_size) (column cin * k + tap);
+    x (B, Cin, T) -> (B, Cout, T + 2 padding - dilation (kernel_size - 1))."""
+    xp = F.pad(x.float(), (padding, padding))
+    t_out = xp.shape[2] - dilation * (kernel_size - 1)
+    taps = torch.stack([xp[:, :, i * dilation: i * dilation + t_out] for i in range(kernel_size)], 2)
+    return conv1x1(m, taps.reshape(x.shape[0], -1, t_out), bias)  # (B, Cin * k, T_out) rows cin * k + tap
+
+
 def gru_gates(gh: torch.Tensor, ix: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     """WaveRNN gates from gh = R h + b (3H,), ix (3H,), h (H,); order u, r, e."""
     H = h.shape[-1]

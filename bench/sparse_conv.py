@@ -1,0 +1,185 @@
+"""Sparse 1x1 convolution (kernels/conv.py) against torch's dense conv1d, and sparse
+feed-forward models against their dense twins, on 2 threads.
+
+    python -m bench.sparse_conv [--quick] [--threads 2]
+
+conv1x1: 256 in and out channels, 1,000 frames, 90% of (br, 1) blocks zero
+(16x1 is the headline, 8x1 and 4x1 beside it), against F.conv1d of the same
+dense weight. Models: each sparse bundle that exists next to its dense twin
+(SPARSE_BUNDLES), real-time factor = audio (or music) seconds per wall
+second of the model's forward pass on the same input. The machine is shared:
+every figure is the median of several rounds (sparse and dense interleaved
+in each), and the load average is reported. The last line is one JSON object.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+
+import numba
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from kernels import BlockSparseMatrix
+from kernels import conv as sconv
+
+# model key -> (dense bundle, sparse bundles by sparsity label); rows appear once the bundles exist
+SPARSE_BUNDLES = {
+    "gan_tts": ("bundles/gan-tts-default", {"90": "bundles/gan-tts-sparse90", "80": "runs/gan-tts-sparse80-bundle"}),
+    "onsets_frames": ("bundles/onsets-frames-default", {"90": "runs/onsets-frames-sparse90-bundle"}),
+}
+
+
+def call_times(fn, calls: int) -> list[float]:
+    """Seconds of each of `calls` calls (after one warm-up)."""
+    fn()
+    times = []
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def rounds(fns: dict, n_rounds: int, calls: int) -> tuple[dict[str, float], dict[str, float]]:
+    """(median over rounds of each fn's median time, minimum over all calls); the fns
+    alternate within a round. On a loaded machine the minimum shows what the code
+    can do, the median what it did."""
+    med, low = {k: [] for k in fns}, {k: [] for k in fns}
+    for _ in range(n_rounds):
+        for k, fn in fns.items():
+            times = call_times(fn, calls)
+            med[k].append(statistics.median(times))
+            low[k].append(min(times))
+    return {k: statistics.median(v) for k, v in med.items()}, {k: min(v) for k, v in low.items()}
+
+
+def conv_case(block, sparsity: float, threads: int, n_rounds: int, calls: int, c: int = 256, t: int = 1000):
+    g = torch.Generator().manual_seed(0)
+    br = block[0]
+    keep = torch.rand(c // br, c, generator=g) >= sparsity
+    w = torch.randn(c, c, generator=g) * keep.repeat_interleave(br, 0)
+    m = BlockSparseMatrix.from_dense(w, block=block)
+    x = torch.randn(1, c, t, generator=g)
+    w3 = w[:, :, None].contiguous()
+    with torch.no_grad():
+        err = float((sconv.conv1d(m, x, threads=threads) - F.conv1d(x, w3)).abs().max())
+        times, best = rounds({"sparse": lambda: sconv.conv1d(m, x, threads=threads),
+                              "dense": lambda: F.conv1d(x, w3)}, n_rounds, calls)
+    density = m.density
+    speedup = times["dense"] / times["sparse"]
+    return {"block": list(block), "threads": threads, "density": round(density, 4),
+            "sparse_us": round(times["sparse"] * 1e6, 1), "dense_us": round(times["dense"] * 1e6, 1),
+            "speedup": round(speedup, 2), "fraction_of_ideal": round(speedup * density, 3),
+            "sparse_min_us": round(best["sparse"] * 1e6, 1), "dense_min_us": round(best["dense"] * 1e6, 1),
+            "speedup_of_minimums": round(best["dense"] / best["sparse"], 2), "max_abs_diff": err}
+
+
+# --- models -----------------------------------------------------------------------
+def _gan_tts_timer(path: str, seconds: float, threads: int):
+    """(fn, audio seconds): the generator's forward pass over `seconds` of random features."""
+    from models.bundle import load_bundle
+    from models.gan_tts import onnx_session, run_onnx
+    from models.registry import model_from_bundle
+
+    bundle = load_bundle(path)
+    model = model_from_bundle(bundle)
+    cfg = model.config
+    frames = int(seconds * 200)
+    rng = np.random.default_rng(0)
+    feats = rng.standard_normal((1, cfg.in_channels, frames)).astype(np.float32)
+    noise = rng.standard_normal((1, cfg.noise_dim)).astype(np.float32)
+    speaker = np.zeros(1, np.int64)
+    if bundle.onnx_path is not None and not bundle.manifest.get("sparsity"):
+        session = onnx_session(bundle.onnx_path, threads=threads, spinning=False)
+        return (lambda: run_onnx(session, feats, noise, speaker)), seconds
+    tf, tn, ts = torch.from_numpy(feats), torch.from_numpy(noise), torch.from_numpy(speaker)
+
+    def run():
+        with torch.no_grad():
+            model(tf, tn, ts)
+    return run, seconds
+
+
+def _onsets_frames_timer(path: str, seconds: float, threads: int):
+    from models.bundle import load_bundle
+    from models.registry import model_from_bundle
+
+    bundle = load_bundle(path)
+    model = model_from_bundle(bundle)
+    cfg = model.config
+    frames = int(seconds * cfg.sample_rate / cfg.hop_length)
+    x = torch.randn(1, frames, cfg.n_mels)
+
+    def run():
+        with torch.no_grad():
+            model(x)
+    return run, seconds
+
+
+TIMERS = {"gan_tts": _gan_tts_timer, "onsets_frames": _onsets_frames_timer}
+
+
+def model_rows(threads: int, quick: bool) -> dict:
+    out = {}
+    seconds, n_rounds, calls = (2.0, 3, 3) if quick else (4.0, 5, 5)
+    for key, (dense_path, sparse_paths) in SPARSE_BUNDLES.items():
+        present = {s: p for s, p in sparse_paths.items() if (Path(p) / "manifest.json").exists()}
+        if not present or not (Path(dense_path) / "manifest.json").exists():
+            continue
+        if quick:
+            present = dict([max(present.items())])
+        fns, audio = {}, {}
+        for label, path in {"dense": dense_path, **{f"sparse{s}": p for s, p in present.items()}}.items():
+            fns[label], audio[label] = TIMERS[key](path, seconds, threads)
+        times, _ = rounds(fns, n_rounds, calls)
+        rtf = {label: audio[label] / t for label, t in times.items()}
+        best = max(present)
+        out[f"{key}_dense_realtime_factor"] = round(rtf["dense"], 2)
+        out[f"{key}_sparse_realtime_factor"] = round(rtf[f"sparse{best}"], 2)
+        for s in present:
+            out[f"{key}_sparse{s}_realtime_factor"] = round(rtf[f"sparse{s}"], 2)
+        print(f"{key}: dense {rtf['dense']:.1f}x real time ({dense_path}); "
+              + ", ".join(f"{s}% sparse {rtf[f'sparse{s}']:.1f}x ({present[s]})" for s in present))
+    return out
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer rounds, the 16x1 case and the sparsest bundles (< 60 s)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--no-models", action="store_true", help="the kernel cases only")
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    numba.set_num_threads(min(a.threads, numba.config.NUMBA_NUM_THREADS))
+    load_before = os.getloadavg()[0]
+    n_rounds, calls = (5, 10) if a.quick else (9, 20)
+    blocks = [(16, 1)] if a.quick else [(16, 1), (8, 1), (4, 1)]
+    cases = [conv_case(b, 0.9, a.threads, n_rounds, calls) for b in blocks]
+    if not a.quick and a.threads > 1:  # one thread suffers less from a loaded machine
+        torch.set_num_threads(1)
+        cases += [conv_case(b, 0.9, 1, n_rounds, calls) for b in blocks]
+        torch.set_num_threads(a.threads)
+    for r in cases:
+        print(f"conv1x1 256x256x1000, 90%, {r['block'][0]}x1, {r['threads']} threads: median sparse "
+              f"{r['sparse_us']} us, dense {r['dense_us']} us, {r['speedup']}x ({100 * r['fraction_of_ideal']:.0f}% "
+              f"of ideal); minimums {r['sparse_min_us']} / {r['dense_min_us']} us, {r['speedup_of_minimums']}x")
+    head = cases[0]
+    result = {"benchmark": "sparse_conv", "threads": a.threads, "quick": a.quick,
+              "conv1x1_speedup_vs_dense": head["speedup"], "conv1x1_fraction_of_ideal": head["fraction_of_ideal"],
+              "conv1x1_block": head["block"], "conv1x1_cases": cases}
+    if not a.no_models:
+        result.update(model_rows(a.threads, a.quick))
+    result["load_avg_1min"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]  # before, after
+    print(f"load average (1 min) before/after: {result['load_avg_1min']} on {os.cpu_count()} cores")
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()
