@@ -84,10 +84,14 @@ def model_from_bundle(bundle) -> nn.Module:
     if loader is not None:
         loader(bundle.tensors)
     else:
+        from kernels.sparse_layers import has_packed, load_packed_state
         from models.bundle import BundleError
 
+        tensors = bundle.tensors
+        if has_packed(tensors):  # packed sparse layers (kernels/sparse_layers.py) replace the dense ones
+            tensors = load_packed_state(module, tensors)
         try:
-            missing, unexpected = module.load_state_dict(bundle.tensors, strict=False)
+            missing, unexpected = module.load_state_dict(tensors, strict=False)
         except RuntimeError as exc:  # shape mismatches
             raise BundleError(f"{bundle.path}: weights do not match the {bundle.model_type} config: "
                               f"{str(exc).splitlines()[-1].strip()}") from None
@@ -101,5 +105,7 @@ def model_from_bundle(bundle) -> nn.Module:
 @torch.no_grad()
 def bundle_tensors(module: nn.Module) -> dict[str, torch.Tensor]:
     """The tensors a module stores in a bundle (its packed form if it has one)."""
+    from kernels.sparse_layers import packed_state_dict
+
     exporter = getattr(module, "bundle_tensors", None)
-    return exporter() if exporter is not None else dict(module.state_dict())
+    return exporter() if exporter is not None else packed_state_dict(module)
