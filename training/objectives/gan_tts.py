@@ -13,6 +13,7 @@ learn much faster with it (the shipped config says which it used).
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import tempfile
@@ -24,6 +25,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from kernels import pack_sparse_layers
 from models.audio import normalize_loudness, read_audio, resample
 from models.bundle import save_bundle
 from models.config import config_to_dict
@@ -31,8 +33,10 @@ from models.gan_discriminators import DiscriminatorConfig, RandomWindowDiscrimin
 from models.gan_tts import GanTTSConfig, GanTTSGenerator, conditioning, export_onnx, phones_from_label
 from models.registry import bundle_tensors
 from models.text import FrontendConfig, pho_symbols
+from training.checkpoint import load_checkpoint
 from training.config import LoopConfig, OptimConfig
 from training.objective import Objective
+from training.sparsity import SparsityConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +64,11 @@ class GanTTSRunConfig:
     loss: GanTTSLossConfig = GanTTSLossConfig()
     optim: OptimConfig = OptimConfig(lr=1e-4, betas=(0.0, 0.999), grad_clip=0.0)
     loop: LoopConfig = LoopConfig(max_steps=20000, batch_size=8, log_every=25, val_every=500, ckpt_every=500)
+    # sparse GAN-TTS (issue 13): prune the generator's convolutions in (4, 1) blocks
+    # (rows = output channels); export packs them for kernels/conv.py
+    sparsity: SparsityConfig = SparsityConfig(include=(r"(pre|blocks\.\d+\.(conv\d|skip))\.weight",),
+                                              block=(4, 1), min_size=1024)
+    init_checkpoint: str = ""  # a run checkpoint (.pt) whose module weights start this run (fine-tuning)
 
 
 class ClipDataset:
@@ -172,7 +181,12 @@ class GanTTSObjective(Objective):
         self._corpus = None
 
     def build_modules(self):
-        return {"model": GanTTSGenerator(self.config.model), "disc": RandomWindowDiscriminators(self.config.disc)}
+        modules = {"model": GanTTSGenerator(self.config.model), "disc": RandomWindowDiscriminators(self.config.disc)}
+        if self.config.init_checkpoint:
+            state = load_checkpoint(self.config.init_checkpoint)["modules"]
+            for name, module in modules.items():
+                module.load_state_dict(state[name])
+        return modules  # Objective.build() adds the Sparsifier when `sparsity` prunes
 
     def optimizer_groups(self, modules):
         return {"gen": list(modules["model"].parameters()), "disc": list(modules["disc"].parameters())}
@@ -270,14 +284,19 @@ class GanTTSObjective(Objective):
 
     def export(self, modules, out, provenance, package_version):
         model = modules["model"].cpu().eval()
+        sparsity, defaults = {}, self.inference_defaults()
+        if self.sparsifier is not None:  # packed layers run on kernels/conv.py (engine torch); no ONNX graph
+            sparsity = self.sparsity_report(modules)
+            model = copy.deepcopy(model)
+            sparsity["packed"] = pack_sparse_layers(model, min_sparsity=0.5)
+            defaults["engine"] = "torch"
         with tempfile.TemporaryDirectory() as tmp:
-            onnx_path = export_onnx(model, Path(tmp) / "model.onnx")
+            assets = {} if sparsity else {"model.onnx": export_onnx(model, Path(tmp) / "model.onnx")}
             return save_bundle(
                 out, model_type=self.model_type, task=self.task, model_config=config_to_dict(self.config.model),
                 tensors=bundle_tensors(model), feature_config=self.feature_config(),
-                frontend_config=self.frontend_config(), inference_defaults=self.inference_defaults(),
-                provenance=provenance, licence=self.licence(), package_version=package_version,
-                assets={"model.onnx": onnx_path})
+                frontend_config=self.frontend_config(), inference_defaults=defaults, sparsity=sparsity or None,
+                provenance=provenance, licence=self.licence(), package_version=package_version, assets=assets)
 
 
 # --- evaluation: `sparsewave eval fdsd` -------------------------------------------
