@@ -185,10 +185,12 @@ def _export(model: nn.Module, args: tuple, path: str | Path, opset: int) -> None
     )
 
 
-def onnx_session(path: str | Path, threads: int = 0):
+def onnx_session(path: str | Path, threads: int = 0, spinning: bool = True):
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
+    if not spinning:  # idle threads must not spin where other work shares the cores
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1

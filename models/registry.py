@@ -37,6 +37,7 @@ def _builtin_specs() -> dict[str, ModelSpec]:
         "wavenet": __import__("models.wavenet", fromlist=["model_spec"]).model_spec(),
         "parallel-wavenet": __import__("models.parallel_wavenet", fromlist=["model_spec"]).model_spec(),
         "onsets-frames": __import__("models.onsets_frames", fromlist=["model_spec"]).model_spec(),
+        "eats": __import__("models.eats", fromlist=["model_spec"]).model_spec(),
     }
 
 
