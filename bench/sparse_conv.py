@@ -30,8 +30,8 @@ from kernels import conv as sconv
 
 # model key -> (dense bundle, sparse bundles by sparsity label); rows appear once the bundles exist
 SPARSE_BUNDLES = {
-    "gan_tts": ("bundles/gan-tts-default", {"90": "bundles/gan-tts-sparse90", "80": "runs/gan-tts-sparse80-bundle"}),
-    "onsets_frames": ("bundles/onsets-frames-default", {"90": "runs/onsets-frames-sparse90-bundle"}),
+    "gan_tts": ("bundles/gan-tts-default", {"90": "bundles/gan-tts-sparse90", "80": "bundles/gan-tts-sparse80"}),
+    "onsets_frames": ("bundles/onsets-frames-default", {"90": "bundles/onsets-frames-sparse90", "70": "bundles/onsets-frames-sparse70"}),
 }
 
 
@@ -81,8 +81,9 @@ def conv_case(block, sparsity: float, threads: int, n_rounds: int, calls: int, c
 
 
 # --- models -----------------------------------------------------------------------
-def _gan_tts_timer(path: str, seconds: float, threads: int):
-    """(fn, audio seconds): the generator's forward pass over `seconds` of random features."""
+def _gan_tts_timer(path: str, seconds: float, threads: int, engine: str = "default"):
+    """(fn, audio seconds): the generator's forward pass over `seconds` of random features,
+    on the bundle's default engine (onnxruntime for dense bundles) or torch eager."""
     from models.bundle import load_bundle
     from models.gan_tts import onnx_session, run_onnx
     from models.registry import model_from_bundle
@@ -95,7 +96,7 @@ def _gan_tts_timer(path: str, seconds: float, threads: int):
     feats = rng.standard_normal((1, cfg.in_channels, frames)).astype(np.float32)
     noise = rng.standard_normal((1, cfg.noise_dim)).astype(np.float32)
     speaker = np.zeros(1, np.int64)
-    if bundle.onnx_path is not None and not bundle.manifest.get("sparsity"):
+    if engine == "default" and bundle.onnx_path is not None and not bundle.manifest.get("sparsity"):
         session = onnx_session(bundle.onnx_path, threads=threads, spinning=False)
         return (lambda: run_onnx(session, feats, noise, speaker)), seconds
     tf, tn, ts = torch.from_numpy(feats), torch.from_numpy(noise), torch.from_numpy(speaker)
@@ -106,15 +107,16 @@ def _gan_tts_timer(path: str, seconds: float, threads: int):
     return run, seconds
 
 
-def _onsets_frames_timer(path: str, seconds: float, threads: int):
+def _onsets_frames_timer(path: str, seconds: float, threads: int, engine: str = "default"):
+    """The acoustic model's forward pass over `seconds` of random log-mel (the default engine is torch)."""
     from models.bundle import load_bundle
     from models.registry import model_from_bundle
 
     bundle = load_bundle(path)
     model = model_from_bundle(bundle)
-    cfg = model.config
-    frames = int(seconds * cfg.sample_rate / cfg.hop_length)
-    x = torch.randn(1, frames, cfg.n_mels)
+    feats = bundle.manifest["feature_config"]
+    frames = int(seconds * feats["sample_rate"] / feats["hop_length"])
+    x = torch.randn(1, frames, model.config.n_mels)
 
     def run():
         with torch.no_grad():
@@ -123,12 +125,14 @@ def _onsets_frames_timer(path: str, seconds: float, threads: int):
 
 
 TIMERS = {"gan_tts": _gan_tts_timer, "onsets_frames": _onsets_frames_timer}
+SECONDS = {"gan_tts": (2.0, 4.0), "onsets_frames": (16.0, 32.0)}  # (--quick, full): an utterance; a runtime window
 
 
 def model_rows(threads: int, quick: bool) -> dict:
     out = {}
-    seconds, n_rounds, calls = (2.0, 3, 3) if quick else (4.0, 5, 5)
+    n_rounds, calls = (3, 3) if quick else (5, 5)
     for key, (dense_path, sparse_paths) in SPARSE_BUNDLES.items():
+        seconds = SECONDS[key][0 if quick else 1]
         present = {s: p for s, p in sparse_paths.items() if (Path(p) / "manifest.json").exists()}
         if not present or not (Path(dense_path) / "manifest.json").exists():
             continue
@@ -137,14 +141,16 @@ def model_rows(threads: int, quick: bool) -> dict:
         fns, audio = {}, {}
         for label, path in {"dense": dense_path, **{f"sparse{s}": p for s, p in present.items()}}.items():
             fns[label], audio[label] = TIMERS[key](path, seconds, threads)
+        fns["dense_torch"], audio["dense_torch"] = TIMERS[key](dense_path, seconds, threads, "torch")
         times, _ = rounds(fns, n_rounds, calls)
         rtf = {label: audio[label] / t for label, t in times.items()}
         best = max(present)
         out[f"{key}_dense_realtime_factor"] = round(rtf["dense"], 2)
+        out[f"{key}_dense_torch_realtime_factor"] = round(rtf["dense_torch"], 2)
         out[f"{key}_sparse_realtime_factor"] = round(rtf[f"sparse{best}"], 2)
         for s in present:
             out[f"{key}_sparse{s}_realtime_factor"] = round(rtf[f"sparse{s}"], 2)
-        print(f"{key}: dense {rtf['dense']:.1f}x real time ({dense_path}); "
+        print(f"{key}: dense {rtf['dense']:.1f}x real time ({dense_path}, torch eager {rtf['dense_torch']:.1f}x); "
               + ", ".join(f"{s}% sparse {rtf[f'sparse{s}']:.1f}x ({present[s]})" for s in present))
     return out
 

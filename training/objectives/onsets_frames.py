@@ -10,6 +10,7 @@ validation split and writes them, with an ONNX graph of the acoustic model, into
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import tempfile
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from kernels import pack_sparse_layers
 from models.audio import read_audio, resample
 from models.bundle import save_bundle
 from models.config import config_to_dict
@@ -30,6 +32,7 @@ from models.inference import Note
 from models.midi import midi_to_notes
 from models.onsets_frames import OnsetsAndFrames, OnsetsFramesConfig, OnsetsFramesTranscriber, decode_notes, export_onnx
 from models.registry import bundle_tensors
+from training.checkpoint import load_checkpoint
 from training.config import LoopConfig, OptimConfig
 from training.data.readers import PianoRecord, read_maestro
 from training.objective import Objective
@@ -67,6 +70,7 @@ class OnsetsFramesRunConfig:
     decode: OnsetsFramesDecodeConfig = OnsetsFramesDecodeConfig()
     optim: OptimConfig = OptimConfig(lr=6e-4, grad_clip=3.0, schedule="cosine", warmup_steps=100)
     loop: LoopConfig = LoopConfig(max_steps=3000, batch_size=8, log_every=25, val_every=250, ckpt_every=250)
+    init_checkpoint: str = ""  # a run checkpoint (.pt) whose model weights start this run (fine-tuning)
 
 
 # --- labels ---------------------------------------------------------------------------------------
@@ -259,7 +263,10 @@ class OnsetsFramesObjective(Objective):
     def build_modules(self):
         if self.config.model.n_mels != self.config.features.n_mels:
             raise ValueError("model.n_mels must equal features.n_mels")
-        return {"model": OnsetsAndFrames(self.config.model)}
+        model = OnsetsAndFrames(self.config.model)
+        if self.config.init_checkpoint:
+            model.load_state_dict(load_checkpoint(self.config.init_checkpoint)["modules"]["model"])
+        return {"model": model}
 
     def _dataset(self, split: str, augment: bool) -> PianoDataset:
         return PianoDataset(split_records(self.config.data.root, split), self.config.features, self.config.data,
@@ -324,11 +331,17 @@ class OnsetsFramesObjective(Objective):
                 on, fr, metrics = tune_thresholds(transcriber, records, d.onset_grid, d.frame_grid)
                 defaults.update(onset_threshold=on, frame_threshold=fr)
                 provenance = {**provenance, "validation_at_tuned_thresholds": metrics}
+        sparsity = self.sparsity_report(modules)
+        if sparsity:  # packed dense layers run on the kernels (engine torch); the ONNX path stays dense
+            model = copy.deepcopy(model)
+            sparsity["packed"] = pack_sparse_layers(model, min_sparsity=0.5)
+            defaults["engine"] = "torch"
         with tempfile.TemporaryDirectory() as tmp:
-            assets = {"model.onnx": export_onnx(model, Path(tmp) / "model.onnx")} if d.onnx else {}
+            onnx = d.onnx and not sparsity
+            assets = {"model.onnx": export_onnx(model, Path(tmp) / "model.onnx")} if onnx else {}
             return save_bundle(out, model_type=self.model_type, task=self.task,
                                model_config=config_to_dict(self.config.model), tensors=bundle_tensors(model),
                                feature_config=self.feature_config(), inference_defaults=defaults,
-                               sparsity=self.sparsity_report(modules), provenance=provenance,
+                               sparsity=sparsity, provenance=provenance,
                                licence=self.licence(), package_version=package_version,
                                assets=assets)
