@@ -81,7 +81,12 @@ class ConditionalBatchNorm(nn.Module):
             nn.init.zeros_(lin.bias)
 
     def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:  # (B, C, T), (B, D)
-        return self.norm(x) * (1 + self.scale(z)).unsqueeze(-1) + self.shift(z).unsqueeze(-1)
+        scale, shift = 1 + self.scale(z), self.shift(z)
+        if self.training or self.norm.running_var is None:
+            return self.norm(x) * scale.unsqueeze(-1) + shift.unsqueeze(-1)
+        # eval: the running statistics fold into one multiply-add per element (one pass, not four)
+        a = scale * torch.rsqrt(self.norm.running_var + self.norm.eps)
+        return torch.addcmul((shift - self.norm.running_mean * a).unsqueeze(-1), x, a.unsqueeze(-1))
 
 
 def _conv(cin: int, cout: int, kernel: int = 3, dilation: int = 1) -> nn.Conv1d:
