@@ -11,9 +11,7 @@ from training.objective import Objective
 _EXTRA: dict[str, type[Objective]] = {}
 
 # What each planned task needs, for a clear message until it lands.
-PLANNED = {
-    "eats": "the EATS aligner and trainer (issue 8)",
-}
+PLANNED: dict[str, str] = {}
 
 
 def _builtin_tasks() -> dict[str, type[Objective]]:
@@ -24,6 +22,7 @@ def _builtin_tasks() -> dict[str, type[Objective]]:
         "wavenet": __import__("training.objectives.wavenet", fromlist=["X"]).WaveNetObjective,
         "parallel-wavenet": __import__("training.objectives.parallel_wavenet", fromlist=["X"]).ParallelWaveNetObjective,
         "onsets-frames": __import__("training.objectives.onsets_frames", fromlist=["X"]).OnsetsFramesObjective,
+        "eats": __import__("training.objectives.eats", fromlist=["X"]).EATSObjective,
     }
 
 

@@ -17,11 +17,14 @@ def test_console_script_runs():
     assert done.returncode == 0 and "transcribe" in done.stdout
 
 
-def test_missing_pieces_give_one_line_and_nonzero(capsys):
+def test_missing_pieces_give_one_line_and_nonzero(capsys, monkeypatch):
+    from training import tasks
+
     assert main(["train", "no-such-task"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "unknown task 'no-such-task'" in err
-    assert main(["train", "eats"]) == 2
+    monkeypatch.setitem(tasks.PLANNED, "later-task", "a piece that has not landed")
+    assert main(["train", "later-task"]) == 2
     assert "not available yet" in capsys.readouterr().err
     assert main(["eval", "no-such-kind"]) == 2
     err = capsys.readouterr().err.strip()
