@@ -8,6 +8,8 @@ check shapes, formats, limits and batching, not what is said):
 - "gan-tts": a tiny GAN-TTS (GanTTSObjective.export, onnxruntime), feed-forward;
 - "gan-tts-batched": the same generator under a test-only model type whose
   runtime adds `synthesize_batch` (see `BatchedGanTTS`);
+- "eats": a tiny EATS (EATSObjective.export, onnxruntime), feed-forward,
+  with phoneme and word timings;
 - "ds2": a tiny Deep Speech 2 (DeepSpeech2Objective.export), greedy decoding;
 - "onsets-frames": a tiny Onsets and Frames (OnsetsFramesObjective.export).
 
@@ -97,6 +99,25 @@ def _gan_tts(directory: Path) -> Path:
     return objective.export({"model": modules["model"]}, str(directory / "gan-tts"), {"test": True}, "0+test")
 
 
+def _eats(directory: Path) -> Path:
+    """EATSObjective.export reads the voices from a corpus' labels: two rows stand in (no audio is read)."""
+    from models.eats import EATSConfig
+    from models.gan_discriminators import DiscriminatorConfig
+    from training.objectives.eats import EATSDataConfig, EATSObjective, EATSRunConfig
+
+    corpus = directory / "eats-corpus"
+    corpus.mkdir(exist_ok=True)
+    rows = [{"id": f"u{i}", "split": "train", "speaker": v, "phonemes": "hə", "licence": "test-only"}
+            for i, v in enumerate(VOICES)]
+    (corpus / "labels.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = EATSConfig(n_speakers=len(VOICES), token_dim=8, aligner_channels=8, dilations=(1, 2),
+                        aligned_channels=6, noise_dim=4, speaker_dim=2, channels=(8, 8, 6, 6, 4, 4, 4), init_length=6.0)
+    disc = DiscriminatorConfig(cond_channels=2, window_frames=(2, 4, 8), channels=4, max_channels=8, post_blocks=1)
+    objective = EATSObjective(EATSRunConfig(model=config, disc=disc, data=EATSDataConfig(root=str(corpus))))
+    modules = _build(objective)
+    return objective.export({"model": modules["model"]}, str(directory / "eats"), {"test": True}, "0+test")
+
+
 def _batched_copy(gan_tts: Path, directory: Path) -> Path:
     """The GAN-TTS bundle again, under the test-only model type."""
     import shutil
@@ -147,8 +168,8 @@ def write_tiny_bundles(directory: Path) -> dict[str, Path]:
     """The tiny real bundles under `directory`; returns name -> path."""
     install()
     torch.manual_seed(0)
-    made = {"wavernn": _wavernn(directory), "gan-tts": _gan_tts(directory), "ds2": _deepspeech2(directory),
-            "onsets-frames": _onsets_frames(directory)}
+    made = {"wavernn": _wavernn(directory), "gan-tts": _gan_tts(directory), "eats": _eats(directory),
+            "ds2": _deepspeech2(directory), "onsets-frames": _onsets_frames(directory)}
     made["gan-tts-batched"] = _batched_copy(made["gan-tts"], directory)
     return {name: Path(path) for name, path in made.items()}
 
