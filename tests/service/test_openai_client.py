@@ -161,6 +161,9 @@ def test_concurrent_transcriptions_are_batched_and_unchanged(client, server):
 
 
 def test_feed_forward_synthesis_is_batched(client, server):
+    """Needs a runtime with `synthesize_batch`, which no family offers yet:
+    "gan-tts-batched" is the real GAN-TTS runtime plus a test-only one that
+    runs its items in turn (tests/helpers/tiny_service_models.py)."""
     texts = [f"batch number {w}" for w in ["one", "two", "three", "four", "five", "six", "seven", "eight"]]
 
     def one(text):
