@@ -23,7 +23,8 @@ from live_server import API_KEY
 from service_audio import PIANO_NOTES, RATE, encoded, piano, speech, wer
 
 ASR = "deepspeech2-default"
-# deepspeech2-default on these, espeak-ng en-us: WER 0.0, 0.17, 0.33, 0.14 (measured here); asserted <= 0.5 each
+# deepspeech2-default on these (espeak-ng en-us, as speech() makes them): WER 0.0, 0.17, 0.13, 0.29
+# (measured; docs/service.md says how); asserted <= 0.5 each
 SENTENCES = ["please call me back in the morning", "the cat sat on the mat", "open the door and turn on the light",
              "i would like a cup of tea"]
 
