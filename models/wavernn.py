@@ -267,10 +267,13 @@ def runtime(bundle):
 
 class WaveRNNSynthesizer:
     """models/inference.py's Synthesizer: text -> MBROLA phones (durations,
-    pitch) -> 200 Hz linguistic features -> the fused sampler. Streams one
-    chunk per sentence; sets `last_timings` (phonemes) once exhausted."""
+    pitch) -> 200 Hz linguistic features -> the fused sampler. Streams
+    `chunk_s` pieces (the recurrence carries over, so the audio is the same
+    as in one piece; subscale bundles give one piece per sentence); sets
+    `last_timings` (phonemes) once exhausted."""
 
     streaming = True
+    chunk_s = 0.1
 
     def __init__(self, bundle, seed: int = 0):
         from models.registry import model_from_bundle
@@ -319,8 +322,13 @@ class WaveRNNSynthesizer:
             cond = self.features(sentence, speed, phones)
             n = cond.shape[1] * self.model.config.hop_length // block * block
             u = self.rng.random((1, n, 2))
-            audio = samples_to_audio(self.sampler.generate(cond, speaker, u, threads=self.threads)[0])
             timings += phone_timings(phones, offset / self.sample_rate)
-            offset += len(audio)
-            yield audio
+            if block > 1:
+                pieces = [self.sampler.generate(cond, speaker, u, threads=self.threads)[0]]
+            else:
+                pieces = self.sampler.generate_chunks(cond, speaker, u, max(1, int(self.chunk_s * self.sample_rate)))
+            for piece in pieces:
+                audio = samples_to_audio(piece)
+                offset += len(audio)
+                yield audio
         self.last_timings = timings  # a new list each time: the service reads it from a copy of this object

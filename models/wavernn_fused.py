@@ -206,21 +206,35 @@ def _scratch(H, pad):
 
 
 @njit(fastmath=True, error_model="numpy", nogil=True, cache=True)
-def _run_stream(W, wx, P, hop, uniforms, out):
-    """One stream: P (K, 3H) conditioning at frame rate, uniforms (T, 2) -> out (T,)."""
+def _run_segment(W, wx, P, hop, uniforms, out, t0, state, prev):
+    """Samples t0 .. t0 + len(out) of one stream: P (K, 3H) conditioning at
+    frame rate, uniforms (n, 2) -> out (n,). state (H,) and prev (2,) (the last
+    coarse and fine bytes) carry the recurrence from one segment to the next."""
     H = wx.shape[1] // 3
     h, hn, gh, gi, y1, lg, cdf = _scratch(H, 16)
+    h[:] = state
     K = P.shape[0]
-    c_prev, f_prev = 128, 0
-    for t in range(out.shape[0]):
+    c_prev, f_prev = prev[0], prev[1]
+    for i in range(out.shape[0]):
+        t = t0 + i
         k = min(t // hop, K - 1)
         _interp(P, k, min(k + 1, K - 1), (t % hop) / hop, gi, 3 * H)
         _axpy(np.float32(c_prev) / np.float32(127.5) - np.float32(1.0), wx[0], gi, 3 * H)
         _axpy(np.float32(f_prev) / np.float32(127.5) - np.float32(1.0), wx[1], gi, 3 * H)
-        c, f = _step(W, gi, h, hn, gh, y1, lg, cdf, wx, uniforms[t, 0], uniforms[t, 1])
+        c, f = _step(W, gi, h, hn, gh, y1, lg, cdf, wx, uniforms[i, 0], uniforms[i, 1])
         _copy(hn, h, H)
-        out[t] = c * 256 + f
+        out[i] = c * 256 + f
         c_prev, f_prev = c, f
+    state[:] = h
+    prev[0], prev[1] = c_prev, f_prev
+
+
+@njit(fastmath=True, error_model="numpy", nogil=True, cache=True)
+def _run_stream(W, wx, P, hop, uniforms, out):
+    """One whole stream: P (K, 3H), uniforms (T, 2) -> out (T,)."""
+    state = np.zeros(wx.shape[1] // 3, np.float32)
+    prev = np.array([128, 0], np.int64)
+    _run_segment(W, wx, P, hop, uniforms, out, 0, state, prev)
 
 
 _LOCK = threading.Lock()
@@ -298,6 +312,19 @@ class FusedWaveRNN:
         u = np.ascontiguousarray(np.asarray(uniforms, dtype=np.float64))
         out = np.zeros(u.shape[:2], np.int64)
         return self.run_frames(P, u, out, threads)
+
+    def generate_chunks(self, cond: torch.Tensor, speaker: torch.Tensor, uniforms, chunk: int):
+        """One stream ((1, K, C), (1,), (1, T, 2)) in pieces of `chunk` samples:
+        yields (n,) int64 arrays whose concatenation equals `generate`'s output."""
+        _compile()
+        P = self.frames(cond, speaker)[0]
+        u = np.ascontiguousarray(np.asarray(uniforms, dtype=np.float64)[0])
+        state = np.zeros(self.wx.shape[1] // 3, np.float32)
+        prev = np.array([128, 0], np.int64)
+        for t0 in range(0, u.shape[0], chunk):
+            out = np.zeros(min(chunk, u.shape[0] - t0), np.int64)
+            _run_segment(self.W, self.wx, P, self.hop, u[t0:t0 + len(out)], out, t0, state, prev)
+            yield out
 
     def run_frames(self, P: np.ndarray, u: np.ndarray, out: np.ndarray, threads: int = 1) -> np.ndarray:
         _compile()

@@ -113,6 +113,18 @@ def test_fused_sampler_equals_reference_dense_and_sparse():
         np.testing.assert_array_equal(fused.generate(cond, spk, u.numpy(), threads=2), ref)
 
 
+def test_chunked_fused_sampler_equals_one_piece():
+    """Streaming in pieces carries the recurrence: same samples as one call."""
+    model = tiny_model()
+    prune(model, 0.25)
+    _, cond, spk = batch(B=1, K=20)
+    u = torch.rand(1, 200, 2, generator=torch.Generator().manual_seed(5), dtype=torch.float64).numpy()
+    fused = FusedWaveRNN(model)
+    pieces = list(fused.generate_chunks(cond, spk, u, chunk=37))
+    assert [len(p) for p in pieces] == [37] * 5 + [15]
+    np.testing.assert_array_equal(np.concatenate(pieces), fused.generate(cond, spk, u)[0])
+
+
 def test_packed_bundle_round_trip(tmp_path):
     register("wavernn-test", WaveRNNConfig, WaveRNN, task="tts")
     model = tiny_model()
