@@ -17,7 +17,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from models.text import FrontendError
 from service.batching import Batcher, Gate
 from service.errors import ApiError
 from service.metrics import Metrics
@@ -30,11 +29,10 @@ log = logging.getLogger("sparsewave.service")
 
 def input_error(exc: BaseException) -> bool:
     """Whether a runtime's exception is about its input: a ValueError (audio
-    too short for its frames, a bad voice), or the text frontend finding
-    nothing to pronounce. Other FrontendErrors (espeak-ng or an MBROLA voice
-    missing) are the server's fault and stay 5xx."""
-    return isinstance(exc, ValueError) or (isinstance(exc, FrontendError) and
-                                           str(exc).startswith("nothing to speak"))
+    too short for its frames, a bad voice, the text frontend's NothingToSpeak).
+    Other FrontendErrors (espeak-ng or an MBROLA voice missing) are the
+    server's fault and stay 5xx."""
+    return isinstance(exc, ValueError)
 
 
 def refused(model: LoadedModel, exc: Exception) -> ApiError:

@@ -11,7 +11,7 @@ import dataclasses
 from typing import Any
 
 from models.text.normalize import normalize_text
-from models.text.phonemize import FrontendError, Phone, ipa_tokens, pho
+from models.text.phonemize import FrontendError, NothingToSpeak, Phone, ipa_tokens, pho
 from models.text.prosody import LinguisticFeatures, features_from_phones
 from models.text.symbols import SymbolTable, ipa_symbols, pho_symbols
 
@@ -34,10 +34,10 @@ class FrontendConfig:
 
 
 def prepare(text: str, config: FrontendConfig = FrontendConfig()) -> str:
-    """Raw text -> the text that is spoken; FrontendError if nothing speakable is left."""
+    """Raw text -> the text that is spoken; NothingToSpeak if nothing speakable is left."""
     out = normalize_text(text) if config.normalize else " ".join(text.split())
     if not any(c.isalnum() for c in out):
-        raise FrontendError(f"nothing to speak in {text!r}")
+        raise NothingToSpeak(f"nothing to speak in {text!r}")
     return out
 
 

@@ -22,6 +22,10 @@ class FrontendError(RuntimeError):
     """espeak-ng or an MBROLA voice is missing or failed; the message says which and what to install."""
 
 
+class NothingToSpeak(FrontendError, ValueError):
+    """The text holds nothing pronounceable: the caller's input, not the machine, is at fault."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Phone:
     """One .pho line: a phoneme, its duration and its pitch targets (percent of duration, Hz)."""
