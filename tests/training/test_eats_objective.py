@@ -160,3 +160,14 @@ def test_loop_trains_exports_and_synth_prints_timings(corpus, tmp_path, capsys):
     assert out.is_file() and "kind='phoneme'" in printed
     words = [line for line in printed.splitlines() if "kind='word'" in line]
     assert [w.split("text='")[1].split("'")[0] for w in words] == ["Hello", "world", "again"]
+
+
+@pytest.mark.parametrize("name", ["default", "paper24k", "tiny"])
+def test_shipped_configs_load_and_validate(name):
+    from pathlib import Path
+
+    from training.config import load_config
+
+    config = load_config(EATSRunConfig, Path(__file__).parents[2] / "configs" / "eats" / f"{name}.yaml")
+    EATSObjective(config)  # checks the rates, discriminator conditioning and windows
+    assert config.model.decoder.hop_length * 200 == config.model.sample_rate

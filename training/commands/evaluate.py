@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from training.errors import CliError
 
-KINDS = ("asr", "fdsd", "onsets-frames", "tts")
+KINDS = ("asr", "eats", "fdsd", "onsets-frames", "tts")
 
 
 def add_parser(subparsers) -> None:
@@ -92,7 +92,26 @@ def eval_tts(args) -> int:
     return 0
 
 
+def eval_eats(args) -> int:
+    """EATS: pocketsphinx WER next to the reference audio's, predicted total durations, and pause timing
+    against exact MBROLA labels where the corpus has them."""
+    import json
+
+    from models.bundle import BundleError
+    from training.objectives.eats_eval import evaluate_eats
+
+    if not args.model or not args.data:
+        raise CliError("eval eats needs --model BUNDLE and --data CORPUS_DIR")
+    try:
+        print(json.dumps(evaluate_eats(args.model, args.data)))
+    except (BundleError, FileNotFoundError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+    return 0
+
+
 def run(args) -> int:
+    if args.kind == "eats":
+        return eval_eats(args)
     if args.kind == "tts":
         return eval_tts(args)
     if args.kind == "fdsd":
