@@ -154,44 +154,80 @@ def test_items():
     return crops.items[:HELD_OUT_UTTERANCES]
 
 
-def results() -> dict[str, dict]:
-    path = OUT / "results.jsonl"
+def marginal_bits(items, n_train: int = 200) -> float:
+    """Held-out bits/sample of the byte histograms of the training audio,
+    P(c) P(f | c): what a model that ignores context and conditioning scores."""
+    train = SpeechCrops(base_config(["model.hidden_size=64", f"data.max_items={n_train}"]), "train", {})
+    u = torch.cat([s for s, _, _ in train.items])
+    joint = torch.bincount(u, minlength=65536).double().reshape(256, 256) + 0.5  # (coarse, fine), add-half smoothed
+    log_c = torch.log2(joint.sum(1) / joint.sum())
+    log_f_given_c = torch.log2(joint / joint.sum(1, keepdim=True))
+    test = torch.cat([s for s, _, _ in items])
+    c, f = test // 256, test % 256
+    return float(-(log_c[c] + log_f_given_c[c, f]).mean())
+
+
+def results(out: Path | None = None) -> dict[str, dict]:
+    path = (out or OUT) / "results.jsonl"
     lines = path.read_text().splitlines() if path.is_file() else []
     return {r["name"]: r for r in map(json.loads, lines)}  # the last result of a row wins
 
 
-def report(plot: str) -> None:
+def table(done: dict[str, dict]) -> None:
+    print("| row | budget | method | hidden | non-zeros | steps | val loss (nats) | held-out bits/sample | samples/s |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for row in rows():
+        r = done.get(row["name"])
+        if r:
+            print(f"| {r['name']} | {r['budget']} | {r['method']} | {r['hidden']} | {r['nonzero_params']:,} | "
+                  f"{r['steps']} | {r['val_loss']:.3f} | {r['held_out_bits_per_sample']:.3f} | "
+                  f"{r['samples_per_s']:,.0f} |")
+
+
+def report(plot: str, others: list[str]) -> None:
+    """Markdown tables of OUT and of each `others` results dir, and the plot
+    (OUT's rows joined by lines, the others' as hollow markers)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
     done = results()
     print("Commands (then `python -m bench.sparsity_study --row NAME` evaluates a trained row):\n")
     for row in rows():
         print(f"    {command(row)}")
     print()
-    print("| row | budget | method | hidden | non-zeros | val loss (nats) | held-out bits/sample | samples/s |")
-    print("|---|---|---|---|---|---|---|---|")
-    for row in rows():
-        r = done.get(row["name"])
-        if r:
-            print(f"| {r['name']} | {r['budget']} | {r['method']} | {r['hidden']} | {r['nonzero_params']:,} | "
-                  f"{r['val_loss']:.3f} | {r['held_out_bits_per_sample']:.3f} | {r['samples_per_s']:,.0f} |")
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    table(done)
+    extra = {d: results(Path(d)) for d in others}
+    for d, rs in extra.items():
+        print(f"\n{d} (each row's command is in {d}/results.jsonl):\n")
+        table(rs)
+    baseline = marginal_bits(test_items())
+    print(f"\nbyte histograms of the training audio, no context: {baseline:.3f} held-out bits/sample")
+    colors = {m: f"C{i}" for i, m in enumerate(METHODS)} | {"dense": "k"}
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, key, label in ((axes[0], "val_loss", "validation loss (nats/sample)"),
                            (axes[1], "held_out_bits_per_sample", "held-out NLL (bits/sample)")):
         for method in ("dense", *METHODS):
             pts = sorted((r["nonzero_params"], r[key]) for r in done.values() if r["method"] == method)
             if pts:
                 xs, ys = zip(*pts)
-                ax.plot(xs, ys, "o-" if method != "dense" else "s--k", label=method if method != "dense"
-                        else "small dense (h64, h128)")
+                ax.plot(xs, ys, "s--" if method == "dense" else "o-", color=colors[method],
+                        label="small dense (h64, h128)" if method == "dense" else f"h256 {method}")
+            for (d, rs), marker in zip(extra.items(), "^Dv"):
+                pts = [(r["nonzero_params"], r[key]) for r in rs.values() if r["method"] == method]
+                if pts:
+                    ax.scatter(*zip(*pts), marker=marker, facecolors="none", edgecolors=colors[method], s=60,
+                               label=f"{Path(d).name} ({method})")
+        if key == "held_out_bits_per_sample":
+            ax.axhline(baseline, color="grey", lw=1, ls=":", label="byte histograms, no context")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1000:.0f}k"))
         ax.set_xlabel("non-zero parameters (whole model)")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    fig.suptitle("WaveRNN: hidden-256 sparse (by method) vs small dense, equal non-zeros, same steps")
+    axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    fig.suptitle("WaveRNN: hidden-256 sparse (by method) vs small dense at equal non-zeros, same steps and data")
     fig.tight_layout()
     fig.savefig(plot, dpi=110)
     print(f"wrote {plot}")
@@ -203,6 +239,7 @@ def main() -> None:
     p.add_argument("--all", action="store_true")
     p.add_argument("--row", action="append", default=[])
     p.add_argument("--report", action="store_true")
+    p.add_argument("--also", nargs="*", default=[], help="--report: other results dirs (replicates) to show")
     p.add_argument("--plot", default="docs/sparsity.png")
     p.add_argument("--list", action="store_true", help="print each row's command")
     p.add_argument("--out", default="runs/study", help="where the runs and results.jsonl go")
@@ -220,7 +257,7 @@ def main() -> None:
         for row in todo:
             run_row(row, items)
     if args.report:
-        report(args.plot)
+        report(args.plot, args.also)
 
 
 if __name__ == "__main__":
