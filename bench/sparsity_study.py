@@ -3,6 +3,7 @@
     python -m bench.sparsity_study --all          # train + evaluate every row not yet done
     python -m bench.sparsity_study --row h256-gmp-A
     python -m bench.sparsity_study --report       # table (markdown) + docs/sparsity.png
+    python -m bench.sparsity_study --reevaluate   # held-out crop NLL + speed of every row, one process
 
 Two budgets of non-zero parameters, A and B, are the whole-model counts of a
 dense WaveRNN of hidden 64 and of hidden 128. Each is matched by a hidden-256
@@ -133,6 +134,42 @@ def evaluate(row: dict, items) -> dict:
             "samples_per_s": sampling_speed(model, cond, sparse=row["method"] != "dense")}
 
 
+@torch.no_grad()
+def held_out_crop_bits(cfg: WaveRNNRunConfig, model: WaveRNN, crops: SpeechCrops, per_item: int = 4) -> float:
+    """NLL in bits/sample of `per_item` fixed crops of every test utterance,
+    the training crop length (the whole-utterance figure also tests running
+    far past the crop length the model was trained on)."""
+    objective = WaveRNNObjective(cfg)
+    items = [crops.get(i, np.random.default_rng(1000 * i + j)) for i in range(len(crops)) for j in range(per_item)]
+    losses = [objective.losses(model, objective.collate(items[k:k + 64]))["loss"].item() * len(items[k:k + 64])
+              for k in range(0, len(items), 64)]
+    return sum(losses) / len(items) / math.log(2)
+
+
+def reevaluate(repeats: int = 3) -> None:
+    """Every trained row of OUT again in one process: held-out crop NLL, and
+    sampling speed with rows interleaved `repeats` times (best kept) so that
+    the machine's load affects them alike. Merged into results.jsonl."""
+    items = test_items()
+    cond = max((it[1] for it in items), key=len)
+    torch.set_num_threads(1)
+    done = results()
+    trained = [r for r in rows() if r["name"] in done]
+    runs = {r["name"]: load_run(OUT / r["name"]) for r in trained}
+    crops = SpeechCrops(next(iter(runs.values()))[0], "test", {})
+    best = dict.fromkeys(runs, 0.0)
+    for _ in range(repeats):
+        for r in trained:
+            best[r["name"]] = max(best[r["name"]], sampling_speed(runs[r["name"]][1], cond, r["method"] != "dense"))
+    with open(OUT / "results.jsonl", "a") as handle:
+        for r in trained:
+            cfg, model = runs[r["name"]]
+            result = {**done[r["name"]], "held_out_crop_bits_per_sample": held_out_crop_bits(cfg, model, crops),
+                      "samples_per_s": best[r["name"]], "speed_repeats": 2 * repeats}
+            handle.write(json.dumps(result) + "\n")
+            print(json.dumps(result), flush=True)
+
+
 def run_row(row: dict, items) -> dict:
     run_dir = OUT / row["name"]
     if not (run_dir / "final.json").is_file():
@@ -154,7 +191,7 @@ def test_items():
     return crops.items[:HELD_OUT_UTTERANCES]
 
 
-def marginal_bits(items, n_train: int = 200) -> float:
+def marginal_bits(test: torch.Tensor, n_train: int = 200) -> float:
     """Held-out bits/sample of the byte histograms of the training audio,
     P(c) P(f | c): what a model that ignores context and conditioning scores."""
     train = SpeechCrops(base_config(["model.hidden_size=64", f"data.max_items={n_train}"]), "train", {})
@@ -162,7 +199,6 @@ def marginal_bits(items, n_train: int = 200) -> float:
     joint = torch.bincount(u, minlength=65536).double().reshape(256, 256) + 0.5  # (coarse, fine), add-half smoothed
     log_c = torch.log2(joint.sum(1) / joint.sum())
     log_f_given_c = torch.log2(joint / joint.sum(1, keepdim=True))
-    test = torch.cat([s for s, _, _ in items])
     c, f = test // 256, test % 256
     return float(-(log_c[c] + log_f_given_c[c, f]).mean())
 
@@ -174,14 +210,16 @@ def results(out: Path | None = None) -> dict[str, dict]:
 
 
 def table(done: dict[str, dict]) -> None:
-    print("| row | budget | method | hidden | non-zeros | steps | val loss (nats) | held-out bits/sample | samples/s |")
+    print("| row | method | hidden | non-zeros | steps | val loss (nats) | held-out crops (bits) "
+          "| held-out utterances (bits) | samples/s |")
     print("|---|---|---|---|---|---|---|---|---|")
     for row in rows():
         r = done.get(row["name"])
         if r:
-            print(f"| {r['name']} | {r['budget']} | {r['method']} | {r['hidden']} | {r['nonzero_params']:,} | "
-                  f"{r['steps']} | {r['val_loss']:.3f} | {r['held_out_bits_per_sample']:.3f} | "
-                  f"{r['samples_per_s']:,.0f} |")
+            crops = r.get("held_out_crop_bits_per_sample")
+            print(f"| {r['name']} | {r['method']} | {r['hidden']} | {r['nonzero_params']:,} | {r['steps']} | "
+                  f"{r['val_loss']:.3f} | {'-' if crops is None else f'{crops:.3f}'} | "
+                  f"{r['held_out_bits_per_sample']:.3f} | {r['samples_per_s']:,.0f} |")
 
 
 def report(plot: str, others: list[str]) -> None:
@@ -203,30 +241,37 @@ def report(plot: str, others: list[str]) -> None:
     for d, rs in extra.items():
         print(f"\n{d} (each row's command is in {d}/results.jsonl):\n")
         table(rs)
-    baseline = marginal_bits(test_items())
-    print(f"\nbyte histograms of the training audio, no context: {baseline:.3f} held-out bits/sample")
+    cfg = base_config(["model.hidden_size=64"])
+    crops = SpeechCrops(cfg, "test", {})
+    crop_samples = torch.cat([crops.get(i, np.random.default_rng(1000 * i + j))["samples"][1:]
+                              for i in range(len(crops)) for j in range(4)])
+    baseline = {"held_out_crop_bits_per_sample": marginal_bits(crop_samples),
+                "held_out_bits_per_sample": marginal_bits(torch.cat([s for s, _, _ in test_items()]))}
+    print(f"\nbyte histograms of the training audio, no context: {baseline['held_out_crop_bits_per_sample']:.3f} "
+          f"(crops), {baseline['held_out_bits_per_sample']:.3f} (utterances) held-out bits/sample")
     colors = {m: f"C{i}" for i, m in enumerate(METHODS)} | {"dense": "k"}
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     for ax, key, label in ((axes[0], "val_loss", "validation loss (nats/sample)"),
-                           (axes[1], "held_out_bits_per_sample", "held-out NLL (bits/sample)")):
+                           (axes[1], "held_out_crop_bits_per_sample", "held-out NLL, test crops (bits/sample)"),
+                           (axes[2], "held_out_bits_per_sample", "held-out NLL, whole utterances (bits/sample)")):
         for method in ("dense", *METHODS):
-            pts = sorted((r["nonzero_params"], r[key]) for r in done.values() if r["method"] == method)
+            pts = sorted((r["nonzero_params"], r[key]) for r in done.values() if r["method"] == method and key in r)
             if pts:
                 xs, ys = zip(*pts)
                 ax.plot(xs, ys, "s--" if method == "dense" else "o-", color=colors[method],
                         label="small dense (h64, h128)" if method == "dense" else f"h256 {method}")
             for (d, rs), marker in zip(extra.items(), "^Dv"):
-                pts = [(r["nonzero_params"], r[key]) for r in rs.values() if r["method"] == method]
+                pts = [(r["nonzero_params"], r[key]) for r in rs.values() if r["method"] == method and key in r]
                 if pts:
                     ax.scatter(*zip(*pts), marker=marker, facecolors="none", edgecolors=colors[method], s=60,
                                label=f"{Path(d).name} ({method})")
-        if key == "held_out_bits_per_sample":
-            ax.axhline(baseline, color="grey", lw=1, ls=":", label="byte histograms, no context")
+        if key in baseline:
+            ax.axhline(baseline[key], color="grey", lw=1, ls=":", label="byte histograms, no context")
         ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1000:.0f}k"))
         ax.set_xlabel("non-zero parameters (whole model)")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
-    axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    axes[2].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.suptitle("WaveRNN: hidden-256 sparse (by method) vs small dense at equal non-zeros, same steps and data")
     fig.tight_layout()
     fig.savefig(plot, dpi=110)
@@ -242,6 +287,8 @@ def main() -> None:
     p.add_argument("--also", nargs="*", default=[], help="--report: other results dirs (replicates) to show")
     p.add_argument("--plot", default="docs/sparsity.png")
     p.add_argument("--list", action="store_true", help="print each row's command")
+    p.add_argument("--reevaluate", action="store_true",
+                   help="every trained row again: held-out crop NLL and sampling speed, in one process")
     p.add_argument("--out", default="runs/study", help="where the runs and results.jsonl go")
     p.add_argument("--extra", nargs="*", default=[], help="overrides added to every row (smoke tests)")
     args = p.parse_args()
@@ -256,6 +303,8 @@ def main() -> None:
         items = test_items()
         for row in todo:
             run_row(row, items)
+    if args.reevaluate:
+        reevaluate()
     if args.report:
         report(args.plot, args.also)
 
