@@ -30,8 +30,8 @@ from kernels import conv as sconv
 
 # model key -> (dense bundle, sparse bundles by sparsity label); rows appear once the bundles exist
 SPARSE_BUNDLES = {
-    "gan_tts": ("bundles/gan-tts-default", {"90": "bundles/gan-tts-sparse90", "80": "bundles/gan-tts-sparse80"}),
-    "onsets_frames": ("bundles/onsets-frames-default", {"90": "bundles/onsets-frames-sparse90", "70": "bundles/onsets-frames-sparse70"}),
+    "gan_tts": ("bundles/gan-tts-default", {"90": "bundles/gan-tts-sparse90", "74": "runs/gan-tts-sparse74-bundle"}),
+    "onsets_frames": ("bundles/onsets-frames-default", {"90": "bundles/onsets-frames-sparse90", "70": "runs/onsets-frames-sparse70-bundle"}),
 }
 
 
@@ -125,13 +125,14 @@ def _onsets_frames_timer(path: str, seconds: float, threads: int, engine: str = 
 
 
 TIMERS = {"gan_tts": _gan_tts_timer, "onsets_frames": _onsets_frames_timer}
-SECONDS = {"gan_tts": (2.0, 4.0), "onsets_frames": (16.0, 32.0)}  # (--quick, full): an utterance; a runtime window
+SECONDS = {"gan_tts": (1.0, 4.0), "onsets_frames": (8.0, 32.0)}  # (--quick, full): an utterance; a runtime window
 
 
-def model_rows(threads: int, quick: bool) -> dict:
+def model_rows(threads: int, quick: bool, keys: list[str]) -> dict:
     out = {}
-    n_rounds, calls = (3, 3) if quick else (5, 5)
-    for key, (dense_path, sparse_paths) in SPARSE_BUNDLES.items():
+    n_rounds, calls = (2, 2) if quick else (5, 5)
+    for key in keys:
+        dense_path, sparse_paths = SPARSE_BUNDLES[key]
         seconds = SECONDS[key][0 if quick else 1]
         present = {s: p for s, p in sparse_paths.items() if (Path(p) / "manifest.json").exists()}
         if not present or not (Path(dense_path) / "manifest.json").exists():
@@ -160,14 +161,15 @@ def main(argv=None) -> dict:
     ap.add_argument("--quick", action="store_true", help="fewer rounds, the 16x1 case and the sparsest bundles (< 60 s)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-models", action="store_true", help="the kernel cases only")
+    ap.add_argument("--models", nargs="*", choices=sorted(SPARSE_BUNDLES), help="only these models (no kernel cases)")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     numba.set_num_threads(min(a.threads, numba.config.NUMBA_NUM_THREADS))
     load_before = os.getloadavg()[0]
     n_rounds, calls = (5, 10) if a.quick else (9, 20)
-    blocks = [(16, 1)] if a.quick else [(16, 1), (8, 1), (4, 1)]
+    blocks = [] if a.models else [(16, 1)] if a.quick else [(16, 1), (8, 1), (4, 1)]
     cases = [conv_case(b, 0.9, a.threads, n_rounds, calls) for b in blocks]
-    if not a.quick and a.threads > 1:  # one thread suffers less from a loaded machine
+    if blocks and not a.quick and a.threads > 1:  # one thread suffers less from a loaded machine
         torch.set_num_threads(1)
         cases += [conv_case(b, 0.9, 1, n_rounds, calls) for b in blocks]
         torch.set_num_threads(a.threads)
@@ -175,12 +177,13 @@ def main(argv=None) -> dict:
         print(f"conv1x1 256x256x1000, 90%, {r['block'][0]}x1, {r['threads']} threads: median sparse "
               f"{r['sparse_us']} us, dense {r['dense_us']} us, {r['speedup']}x ({100 * r['fraction_of_ideal']:.0f}% "
               f"of ideal); minimums {r['sparse_min_us']} / {r['dense_min_us']} us, {r['speedup_of_minimums']}x")
-    head = cases[0]
-    result = {"benchmark": "sparse_conv", "threads": a.threads, "quick": a.quick,
-              "conv1x1_speedup_vs_dense": head["speedup"], "conv1x1_fraction_of_ideal": head["fraction_of_ideal"],
-              "conv1x1_block": head["block"], "conv1x1_cases": cases}
+    result = {"benchmark": "sparse_conv", "threads": a.threads, "quick": a.quick}
+    if cases:
+        head = cases[0]
+        result.update(conv1x1_speedup_vs_dense=head["speedup"], conv1x1_fraction_of_ideal=head["fraction_of_ideal"],
+                      conv1x1_block=head["block"], conv1x1_cases=cases)
     if not a.no_models:
-        result.update(model_rows(a.threads, a.quick))
+        result.update(model_rows(a.threads, a.quick, a.models or list(SPARSE_BUNDLES)))
     result["load_avg_1min"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]  # before, after
     print(f"load average (1 min) before/after: {result['load_avg_1min']} on {os.cpu_count()} cores")
     print(json.dumps(result))

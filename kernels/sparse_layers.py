@@ -155,7 +155,7 @@ def load_packed_state(model: nn.Module, tensors: dict[str, torch.Tensor]) -> dic
             rest.pop(name + ".weight" + s)
         bias = tensors.get(name + ".bias")
         layer = model.get_submodule(name)
-        if isinstance(layer, nn.Linear):
+        if isinstance(layer, (nn.Linear, BlockSparseLinear)):
             new = _linear_from(packed, bias)
         elif isinstance(layer, nn.Conv1d):
             k, d, p = (int(v) for v in rest.pop(name + GEOMETRY).tolist())
