@@ -50,7 +50,7 @@ def evaluate_eats(bundle: str, data_root: str, split: str = "test", n_items: int
     rows = [r for r in rows if r["split"] == split][:n_items]
     if not rows:
         raise ValueError(f"{data_root}: no {split} utterances")
-    totals, total_err, total_rel, pause_err, pause_base, matched, compared = [], [], [], [], 0, 0
+    totals, total_err, total_rel, pause_err, pause_base, matched, compared = [], [], [], [], [], 0, 0
     for i, row in enumerate(rows):
         tokens = list(row["phonemes"])
         _, lengths = synth.generate(synth.symbols.encode(tokens), i % len(synth.voices))
