@@ -16,27 +16,17 @@ import argparse
 import json
 import os
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from bench.gan_tts import best_time
 from models.eats import EATS, EATSConfig, export_onnx, run_onnx
 from models.gan_tts import onnx_session
 from training.soft_dtw import soft_dtw_loss
 
 DEFAULT = dict(n_speakers=2, token_dim=64, aligner_channels=96, aligned_channels=64, init_length=11.5)
-
-
-def best_time(fn, repeats: int) -> float:
-    fn()  # warm-up: allocations, oneDNN primitives, numba compilation
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def main() -> None:
