@@ -99,6 +99,10 @@ def test_export_and_synthesize(tmp_path):
         chunks = list(synth.synthesize("Hi there. Bye now.", voice="mb-us2"))
     except (FrontendError, RuntimeError) as exc:  # no MBROLA voice installed
         pytest.skip(str(exc))
-    assert synth.streaming and synth.voices == ["mb-us1", "mb-us2"] and len(chunks) == 2
-    assert all(c.dtype == np.float32 and len(c) > 1000 and np.abs(c).max() <= 1.0 for c in chunks)
+    assert synth.streaming and synth.voices == ["mb-us1", "mb-us2"]
+    # Streams chunk_s pieces within each sentence: two sentences, several pieces.
+    assert len(chunks) > 2 and max(len(c) for c in chunks) <= int(synth.chunk_s * synth.sample_rate)
+    assert all(c.dtype == np.float32 and len(c) > 0 and np.abs(c).max() <= 1.0 for c in chunks)
+    total_s = sum(len(c) for c in chunks) / synth.sample_rate
+    assert 0 < synth.last_timings[-1].end_s <= total_s + 1e-6
     assert dataclasses.is_dataclass(synth.model.config)
