@@ -61,7 +61,7 @@ def main() -> None:
             frames = float(model.align(torch.from_numpy(tokens), tn, ts)[1].sum())
             if frames / 200 >= seconds:
                 break
-            n_tokens = int(n_tokens * min(4.0, max(1.1, seconds * 200 / max(frames, 1.0))))
+            n_tokens = max(n_tokens + 1, int(n_tokens * min(4.0, seconds * 200 / max(frames, 1.0))))
     tt = torch.from_numpy(tokens)
     with tempfile.TemporaryDirectory() as tmp:
         if onnx_file is None:
