@@ -54,7 +54,8 @@ def timed(fn) -> float:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default=str(ROOT / "bundles" / "deepspeech2-default"))
-    p.add_argument("--data", default=str(ROOT / "data" / "speech"))
+    p.add_argument("--data", default=str(ROOT / "data" / "asr_speech"),
+                   help="corpus (default: the shipped bundle's, `sparsewave data speech --voices asr`)")
     p.add_argument("--split", default="test")
     p.add_argument("--limit", type=int, default=0, help="utterances (default: all; --quick: 24)")
     p.add_argument("--quick", action="store_true", help="a smaller held-out set, under 50 s")
@@ -70,7 +71,7 @@ def main(argv=None) -> int:
     from models.deepspeech2.runtime import DeepSpeech2Transcriber
     from models.deepspeech2.text import normalize_transcript
     from models.inference import load_runtime
-    from training.objectives.deepspeech2 import error_rates, split_audio
+    from training.objectives.deepspeech2 import error_rates, row_voice, split_audio
 
     bundle, runtime = load_runtime(args.model)
     limit = args.limit or (24 if args.quick else 0)
@@ -111,7 +112,7 @@ def main(argv=None) -> int:
     ps_hyps, ps_wall = pocketsphinx_transcribe(audio)
     ps = error_rates(refs, [normalize_transcript(h) for h in ps_hyps])
 
-    voices = sorted({str(r.get("voice")) for r in rows})
+    voices = sorted({row_voice(r) for r in rows})
     print(f"held-out split {args.split!r}: {len(audio)} utterances, {seconds:.1f} s of audio, voices {voices}")
     print(f"deepspeech2 ({runtime.decoder}): WER {ours['wer']:.4f} CER {ours['cer']:.4f}  "
           f"(greedy WER {greedy['wer']:.4f} CER {greedy['cer']:.4f}); {seconds / wall:.1f}x real time")
