@@ -28,6 +28,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from models.inference import phone_timings
+from models.onnx_runtime import onnx_session
 
 FRAME_RATE_HZ = 200
 
@@ -188,19 +189,6 @@ def _export(model: nn.Module, args: tuple, path: str | Path, opset: int) -> None
         dynamic_axes={"features": {0: "batch", 2: "frames"}, "noise": {0: "batch"},
                       "speaker": {0: "batch"}, "audio": {0: "batch", 1: "samples"}},
     )
-
-
-def onnx_session(path: str | Path, threads: int = 0, spinning: bool = True):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    if not spinning:  # idle threads must not spin where other work shares the cores
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    if threads:
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
 def run_onnx(session, features: np.ndarray, noise: np.ndarray, speaker: np.ndarray) -> np.ndarray:

@@ -228,12 +228,9 @@ class OnsetsFramesTranscriber:
         if engine == "onnx":
             if onnx_path is None:
                 raise ValueError("engine=onnx needs the bundle's model.onnx")
-            import onnxruntime as ort
+            from models.onnx_runtime import onnx_session
 
-            options = ort.SessionOptions()
-            if threads:
-                options.intra_op_num_threads = threads
-            self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+            self.session = onnx_session(onnx_path, threads)
         elif engine != "torch":
             raise ValueError(f"engine={engine!r}; choose torch or onnx")
 

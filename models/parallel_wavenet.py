@@ -31,6 +31,7 @@ from torch import nn
 from models.logistic_mixture import logistic_log_pdf, logistic_noise
 from models.wavenet import WaveNetStack, dilations, receptive_field, shift_right
 from models.wavernn import CondNet, upsample_frames
+from models.onnx_runtime import onnx_session
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,17 +152,6 @@ def export_onnx(model: ParallelWaveNet, path: str | Path, frames: int = 8, opset
                           dynamic_axes={"z": {0: "batch", 1: "samples"}, "cond": {0: "batch", 1: "frames"},
                                         "speaker": {0: "batch"}, "audio": {0: "batch", 1: "samples"}})
     return Path(path)
-
-
-def onnx_session(path: str | Path, threads: int = 0):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    if threads:
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
 def run_onnx(session, z: np.ndarray, cond: np.ndarray, speaker: np.ndarray) -> np.ndarray:

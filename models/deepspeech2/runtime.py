@@ -50,14 +50,10 @@ class DeepSpeech2Transcriber:
         if engine == "onnx":
             if onnx_path is None:
                 raise ValueError("engine=onnx needs the bundle's model.onnx")
-            import onnxruntime as ort
+            from models.onnx_runtime import onnx_session
 
-            options = ort.SessionOptions()
             # Idle threads must not spin: batches arrive in bursts and torch or other work shares the cores.
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            if threads:
-                options.intra_op_num_threads = threads
-            self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+            self.session = onnx_session(onnx_path, threads, spinning=False)
         elif engine != "torch":
             raise ValueError(f"engine={engine!r}; choose torch or onnx")
 
