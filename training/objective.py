@@ -7,6 +7,8 @@ losses and hands each one to `steps.step(name, loss)`.
 """
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -96,20 +98,26 @@ class Objective:
     def export(self, modules: dict[str, nn.Module], out: str, provenance: dict[str, Any], package_version: str):
         model = modules["model"]
         model.eval()
-        return save_bundle(
-            out,
-            model_type=self.model_type,
-            task=self.task,
-            model_config=config_to_dict(self.config.model),
-            tensors=bundle_tensors(model),
-            feature_config=self.feature_config(),
-            frontend_config=self.frontend_config(),
-            inference_defaults=self.inference_defaults(),
-            sparsity=self.sparsity_report(modules),
-            provenance=provenance,
-            licence=self.licence(),
-            package_version=package_version,
-        )
+        with tempfile.TemporaryDirectory() as tmp:
+            return save_bundle(
+                out,
+                model_type=self.model_type,
+                task=self.task,
+                model_config=config_to_dict(self.config.model),
+                tensors=bundle_tensors(model),
+                feature_config=self.feature_config(),
+                frontend_config=self.frontend_config(),
+                inference_defaults=self.inference_defaults(),
+                sparsity=self.sparsity_report(modules),
+                provenance=provenance,
+                licence=self.licence(),
+                package_version=package_version,
+                assets=self.export_assets(model, Path(tmp)),
+            )
+
+    def export_assets(self, model: nn.Module, tmp: Path) -> dict[str, Path]:
+        """Extra bundle files (e.g. {"model.onnx": path}) written under `tmp`, which lives through the save."""
+        return {}
 
     def feature_config(self) -> dict[str, Any]:
         return {}

@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +33,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from models.audio import read_audio, resample
-from models.bundle import save_bundle
-from models.config import config_to_dict
 from models.eats import EATS, EATSConfig, MelDiscriminator, MelDiscriminatorConfig, export_onnx, soft_log_mel
 from models.gan_discriminators import DiscriminatorConfig, RandomWindowDiscriminators, hinge_d_loss, hinge_g_loss
-from models.registry import bundle_tensors
 from models.text import FrontendConfig, ipa_symbols
 from training.config import LoopConfig, OptimConfig
 from training.objective import Objective
@@ -304,13 +300,5 @@ class EATSObjective(Objective):
     def licence(self) -> str:
         return self.corpus().licence()
 
-    def export(self, modules, out, provenance, package_version):
-        model = modules["model"].cpu().eval()
-        with tempfile.TemporaryDirectory() as tmp:
-            onnx_path = export_onnx(model, Path(tmp) / "model.onnx")
-            return save_bundle(
-                out, model_type=self.model_type, task=self.task, model_config=config_to_dict(self.config.model),
-                tensors=bundle_tensors(model), feature_config=self.feature_config(),
-                frontend_config=self.frontend_config(), inference_defaults=self.inference_defaults(),
-                provenance=provenance, licence=self.licence(), package_version=package_version,
-                assets={"model.onnx": onnx_path})
+    def export_assets(self, model, tmp: Path) -> dict[str, Path]:
+        return {"model.onnx": export_onnx(model.cpu(), tmp / "model.onnx")}
