@@ -292,7 +292,7 @@ class WaveRNNSynthesizer:
         self.sample_rate = cfg.sample_rate
         self.threads = int(bundle.manifest.get("inference_defaults", {}).get("threads", 2 if cfg.subscale else 1))
         self.sampler = (FusedSubscale if cfg.subscale else FusedWaveRNN)(self.model, sparse=True)
-        self.rng = np.random.default_rng(seed)
+        self.seed = seed  # each call draws from a fresh generator: the same request gives the same audio
 
     def phones(self, sentence: str, speed: float = 1.0) -> list:
         """One sentence -> MBROLA phones, durations divided by `speed`."""
@@ -317,11 +317,12 @@ class WaveRNNSynthesizer:
         speaker = torch.tensor([self.voices.index(voice) if voice else 0])
         block = max(1, self.model.config.subscale)
         timings, offset = [], 0
+        rng = np.random.default_rng(self.seed)
         for sentence in [p for p in re.split(r"(?<=[.!?;])\s+", text.strip()) if p.strip()]:
             phones = self.phones(sentence, speed)
             cond = self.features(sentence, speed, phones)
             n = cond.shape[1] * self.model.config.hop_length // block * block
-            u = self.rng.random((1, n, 2))
+            u = rng.random((1, n, 2))
             timings += phone_timings(phones, offset / self.sample_rate)
             if block > 1:
                 pieces = [self.sampler.generate(cond, speaker, u, threads=self.threads)[0]]

@@ -104,5 +104,7 @@ def test_export_and_synthesize(tmp_path):
     assert len(chunks) > 2 and max(len(c) for c in chunks) <= int(synth.chunk_s * synth.sample_rate)
     assert all(c.dtype == np.float32 and len(c) > 0 and np.abs(c).max() <= 1.0 for c in chunks)
     total_s = sum(len(c) for c in chunks) / synth.sample_rate
+    again = np.concatenate(list(synth.synthesize("Hi there. Bye now.", voice="mb-us2")))
+    np.testing.assert_array_equal(again, np.concatenate(chunks))  # a request's audio does not depend on earlier ones
     assert 0 < synth.last_timings[-1].end_s <= total_s + 1e-6
     assert dataclasses.is_dataclass(synth.model.config)
