@@ -12,7 +12,6 @@ numba kernels) on one 2 s window, forward and backward. The last line is one JSO
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import tempfile
@@ -21,34 +20,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.gan_tts import best_time
+from bench.gan_tts import best_time, model_to_time, parse_args
 from models.eats import EATS, EATSConfig, export_onnx, run_onnx
-from models.gan_tts import onnx_session
+from models.onnx_runtime import onnx_session
 from training.soft_dtw import soft_dtw_loss
 
 DEFAULT = dict(n_speakers=2, token_dim=64, aligner_channels=96, aligned_channels=64, init_length=11.5)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--bundle", help="time this bundle's model")
-    parser.add_argument("--seconds", type=float, default=None, help="audio per run (default 4, --quick 2)")
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    repeats = 2 if args.quick else 10
-    seconds = args.seconds or (2.0 if args.quick else 4.0)
-    onnx_file = None
-    if args.bundle:
-        from models.bundle import load_bundle
-        from models.registry import model_from_bundle
+def fresh_model() -> EATS:
+    torch.manual_seed(0)
+    return EATS(EATSConfig(**DEFAULT)).eval()
 
-        bundle = load_bundle(args.bundle)
-        model, onnx_file = model_from_bundle(bundle), bundle.onnx_path
-    else:
-        torch.manual_seed(0)
-        model = EATS(EATSConfig(**DEFAULT)).eval()
+
+def main() -> None:
+    args, repeats, seconds = parse_args("model")
+    model, onnx_file = model_to_time(args, fresh_model)
     cfg = model.config
     rng = np.random.default_rng(0)
     noise = rng.standard_normal((1, cfg.noise_dim)).astype(np.float32)

@@ -33,25 +33,33 @@ def best_time(fn, repeats: int) -> float:
     return min(times)
 
 
-def main() -> None:
+def parse_args(what: str):
+    """The options every feed-forward TTS bench shares; sets torch's threads.
+    Returns (args, repeats, seconds of audio per run)."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--bundle", help="time this bundle's generator")
+    parser.add_argument("--bundle", help=f"time this bundle's {what}")
     parser.add_argument("--seconds", type=float, default=None, help="audio per run (default 4, --quick 2)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    repeats = 2 if args.quick else 10
-    seconds = args.seconds or (2.0 if args.quick else 4.0)
-    onnx_file = None
-    if args.bundle:
-        from models.bundle import load_bundle
-        from models.registry import model_from_bundle
+    return args, (2 if args.quick else 10), args.seconds or (2.0 if args.quick else 4.0)
 
-        bundle = load_bundle(args.bundle)
-        model, onnx_file = model_from_bundle(bundle), bundle.onnx_path
-    else:
-        model = GanTTSGenerator(GanTTSConfig()).eval()
+
+def model_to_time(args, fresh):
+    """(model, its ONNX path or None): the bundle's model, else fresh() with new weights."""
+    if not args.bundle:
+        return fresh(), None
+    from models.bundle import load_bundle
+    from models.registry import model_from_bundle
+
+    bundle = load_bundle(args.bundle)
+    return model_from_bundle(bundle), bundle.onnx_path
+
+
+def main() -> None:
+    args, repeats, seconds = parse_args("generator")
+    model, onnx_file = model_to_time(args, lambda: GanTTSGenerator(GanTTSConfig()).eval())
     cfg = model.config
     with tempfile.TemporaryDirectory() as tmp:
         if onnx_file is None:
