@@ -5,7 +5,7 @@ import pytest
 import soundfile as sf
 
 from training.data import augment
-from training.data.readers import CorpusError, read_folder, read_ljspeech, read_maestro
+from training.data.readers import CorpusError, read_folder, read_labels, read_ljspeech, read_maestro
 
 
 def _wav(path, seconds=0.1):
@@ -105,3 +105,14 @@ def test_speed_reverb_gain():
     a = augment.random_augment(x, 16000, np.random.default_rng(3), [x])
     assert np.array_equal(a, augment.random_augment(x, 16000, np.random.default_rng(3), [x]))
     assert np.abs(a).max() <= 1.0
+
+
+def test_read_labels_splits_paths_and_missing_corpus(tmp_path):
+    rows = [{"id": "a", "split": "train"}, {"id": "b", "split": "test", "path": "other/b.wav"}]
+    (tmp_path / "labels.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n\n")
+    assert [r["id"] for r in read_labels(tmp_path)] == ["a", "b"]
+    (test,) = read_labels(tmp_path, "test")
+    assert test["wav_path"] == str(tmp_path / "other" / "b.wav")
+    assert read_labels(tmp_path, "train")[0]["wav_path"] == str(tmp_path / "wavs" / "a.wav")
+    with pytest.raises(FileNotFoundError, match="sparsewave data speech --out .* --voices x"):
+        read_labels(tmp_path / "missing", hint="--voices x")

@@ -123,3 +123,23 @@ def read_folder(root, check_text: bool = True) -> list[SpeechRecord]:
         uid = str(audio.relative_to(root).with_suffix(""))
         records.append(SpeechRecord(uid, audio, text, text, audio.parent.name if audio.parent != root else ""))
     return records
+
+
+def read_labels(root: str | Path, split: str | None = None, hint: str = "") -> list[dict]:
+    """Rows of ROOT/labels.jsonl, the project's speech corpus (`sparsewave data speech`),
+    optionally of one split, each with its wav path as `wav_path`."""
+    root = Path(root)
+    path = root / "labels.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found; build a corpus with `sparsewave data speech --out {root}"
+                                f"{' ' + hint if hint else ''}`")
+    rows = []
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        if split is not None and row.get("split") != split:
+            continue
+        row["wav_path"] = str(root / (row.get("path") or row.get("wav") or f"wavs/{row['id']}.wav"))
+        rows.append(row)
+    return rows

@@ -22,7 +22,6 @@ it trains on any voice of the corpus (`sparsewave data speech`).
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -32,13 +31,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from models.audio import read_audio, resample
 from models.eats import EATS, EATSConfig, MelDiscriminator, MelDiscriminatorConfig, export_onnx, soft_log_mel
 from models.gan_discriminators import DiscriminatorConfig, RandomWindowDiscriminators, hinge_d_loss, hinge_g_loss
 from models.text import FrontendConfig, ipa_symbols
 from training.config import LoopConfig, OptimConfig
-from training.objective import Objective
 from training.objectives.gan_tts import _inner  # unwraps DDP
+from training.objectives.tts_corpus import CorpusTTSObjective, TTSCorpus
 from training.soft_dtw import soft_dtw_loss
 
 
@@ -104,56 +102,36 @@ def collate(items):
     return (tokens, *(torch.stack([it[k] for it in items]) for k in range(1, 5)))
 
 
-class Corpus:
-    """The speech corpus (labels.jsonl + wavs) as EATS items: the IPA tokens the corpus stores
-    (`phonemes`, the frontend's `ipa_tokens` of the normalized text), the audio at the model's
-    rate and a speaker id. Any voice works: no duration labels are needed."""
+class Corpus(TTSCorpus):
+    """The speech corpus as EATS items: the IPA tokens the corpus stores (`phonemes`, the
+    frontend's `ipa_tokens` of the normalized text), the audio at the model's rate and a
+    speaker id. Any voice works: no duration labels are needed."""
+    hint = "--voices flite-kal16 ..."
 
-    def __init__(self, data: EATSDataConfig, model: EATSConfig):
-        self.data, self.model = data, model
-        path = Path(data.root) / "labels.jsonl"
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} not found; build a corpus with `sparsewave data speech --out "
-                                    f"{data.root} --voices flite-kal16 ...`")
-        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        rows = [r for r in rows if r.get("split") == data.train_split]
-        self.voices = list(data.voices) or sorted({r["speaker"] for r in rows})
-        self.rows = [r for r in rows if r["speaker"] in self.voices]
-        if not self.rows:
-            raise ValueError(f"{path}: no {data.train_split} utterances for voices {self.voices}")
+    def check_model(self) -> None:
+        model = self.model
         if model.n_speakers != len(self.voices) and not (model.n_speakers == 0 and len(self.voices) == 1):
             raise ValueError(f"{len(self.voices)} voices ({', '.join(self.voices)}) need "
                              f"model.n_speakers={len(self.voices)}")
         self.symbols = ipa_symbols()
         if model.n_tokens != len(self.symbols):
             raise ValueError(f"model.n_tokens must be {len(self.symbols)} (the IPA symbol table)")
-        self.licences = sorted({r.get("licence", "unknown") for r in self.rows})
-
-    def items(self, split: str, limit: int = 0) -> list[tuple[np.ndarray, np.ndarray, int]]:
-        n_val = min(self.data.val_items, len(self.rows) // 2)
-        rows = self.rows[:len(self.rows) - n_val] if split == self.data.train_split else self.rows[-n_val:]
-        rows = rows[:limit] if limit else rows
-        return [self.load(row) for row in rows]
 
     def load(self, row: dict) -> tuple[np.ndarray, np.ndarray, int]:
         ids = np.array(self.symbols.encode(list(row["phonemes"])), np.int64)
-        audio, sr = read_audio(Path(self.data.root) / "wavs" / f"{row['id']}.wav")
-        if sr != self.model.sample_rate:
-            audio = resample(audio, sr, self.model.sample_rate)
-        return ids, audio.astype(np.float32), self.voices.index(row["speaker"])
+        return ids, self.audio(row).astype(np.float32), self.voices.index(row["speaker"])
 
     def frontend_config(self) -> dict[str, Any]:
         return {"voices": self.voices, "symbols": self.symbols.to_dict(), "frontend": FrontendConfig().to_dict()}
 
-    def licence(self) -> str:
-        return "; ".join(self.licences)
 
-
-class EATSObjective(Objective):
+class EATSObjective(CorpusTTSObjective):
     name = "eats"
     config_cls = EATSRunConfig
     model_type = "eats"
     task = "tts"
+    corpus_cls = Corpus
+    feature_extra = {"tokens": "ipa"}
 
     def __init__(self, config: EATSRunConfig):
         super().__init__(config)
@@ -167,7 +145,6 @@ class EATSObjective(Objective):
         if max(disc.window_frames) > config.data.window_frames:
             raise ValueError(f"data.window_frames {config.data.window_frames} is shorter than the largest "
                              f"discriminator window ({max(disc.window_frames)} frames)")
-        self._corpus = None
 
     def build_modules(self):
         return {"model": EATS(self.config.model), "disc": RandomWindowDiscriminators(self.config.disc),
@@ -178,11 +155,6 @@ class EATSObjective(Objective):
                 "disc": list(modules["disc"].parameters()) + list(modules["mel_disc"].parameters())}
 
     # --- data -------------------------------------------------------------------
-    def corpus(self) -> Corpus:
-        if self._corpus is None:
-            self._corpus = Corpus(self.config.data, self.config.model)
-        return self._corpus
-
     def train_dataset(self):
         return WindowDataset(self.corpus().items(self.config.data.train_split, self.config.data.max_items),
                              self.config.model.hop_length, self.config.data.window_frames)
@@ -271,34 +243,12 @@ class EATSObjective(Objective):
         return {"loss": spec.item(), "dtw": spec.item(), "length": length.item(),
                 "length_error_s": float((total - lengths.sum(1)).abs().mean()) / 200}
 
-    def log_media(self, modules, writer, step):
-        dataset = self.val_dataset()
-        if len(dataset) == 0:
-            return
-        tokens, real, _, _, speaker = dataset[0]
-        model = modules["model"]
-        device = next(model.parameters()).device
+    def example_audio(self, model, example, device):
+        tokens, _, _, _, speaker = example
         noise = torch.randn(1, self.config.model.noise_dim, generator=torch.Generator().manual_seed(0))
-        with torch.no_grad():
-            audio, _ = model.infer(tokens[None].to(device), noise.to(device), speaker[None].to(device),
-                                   torch.ones(1, device=device))
-        writer.add_audio("val/generated", audio[0].cpu(), step, sample_rate=self.config.model.sample_rate)
-        writer.add_audio("val/real", real, step, sample_rate=self.config.model.sample_rate)
+        return model.infer(tokens[None].to(device), noise.to(device), speaker[None].to(device),
+                           torch.ones(1, device=device))[0]
 
     # --- export -----------------------------------------------------------------
-    def frontend_config(self) -> dict[str, Any]:
-        return self.corpus().frontend_config()
-
-    def feature_config(self) -> dict[str, Any]:
-        cfg = self.config.model
-        return {"sample_rate": cfg.sample_rate, "hop_length": cfg.hop_length, "frame_rate_hz": 200,
-                "tokens": "ipa"}
-
-    def inference_defaults(self) -> dict[str, Any]:
-        return {"seed": 0, "noise_scale": 1.0, "engine": "onnx"}
-
-    def licence(self) -> str:
-        return self.corpus().licence()
-
     def export_assets(self, model, tmp: Path) -> dict[str, Path]:
         return {"model.onnx": export_onnx(model.cpu(), tmp / "model.onnx")}

@@ -13,10 +13,9 @@
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
+
+from training.data.readers import read_labels
 
 PAUSE_PUNCT = frozenset(",.;:!?")
 
@@ -46,8 +45,7 @@ def evaluate_eats(bundle: str, data_root: str, split: str = "test", n_items: int
     from training.objectives.wavernn import evaluate_intelligibility
 
     _, synth = load_runtime(bundle)
-    rows = [json.loads(line) for line in (Path(data_root) / "labels.jsonl").read_text().splitlines() if line]
-    rows = [r for r in rows if r["split"] == split][:n_items]
+    rows = read_labels(data_root, split)[:n_items]
     if not rows:
         raise ValueError(f"{data_root}: no {split} utterances")
     totals, total_err, total_rel, pause_err, pause_base, matched, compared = [], [], [], [], [], 0, 0

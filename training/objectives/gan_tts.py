@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -26,7 +25,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from kernels import pack_sparse_layers
-from models.audio import normalize_loudness, read_audio, resample
+from models.audio import normalize_loudness, resample
 from models.bundle import save_bundle
 from models.config import config_to_dict
 from models.gan_discriminators import DiscriminatorConfig, RandomWindowDiscriminators, hinge_d_loss, hinge_g_loss
@@ -34,8 +33,10 @@ from models.gan_tts import GanTTSConfig, GanTTSGenerator, conditioning, export_o
 from models.registry import bundle_tensors
 from models.text import FrontendConfig, pho_symbols
 from training.checkpoint import load_checkpoint
+from training.data.readers import read_labels
 from training.config import LoopConfig, OptimConfig
-from training.objective import Objective
+from training.objectives.tts_corpus import CorpusTTSObjective, TTSCorpus
+from training.objectives.tts_eval import pocketsphinx_texts, word_error_rate
 from training.sparsity import SparsityConfig
 
 
@@ -97,53 +98,33 @@ class ClipDataset:
         return self.get(index, None)
 
 
-class Corpus:
-    """The speech corpus (`sparsewave data speech`: labels.jsonl + wavs) as GAN-TTS items:
-    200 Hz features from the exact MBROLA labels, the audio at the model's rate, and a
-    speaker id per voice. Only voices with duration and pitch labels (MBROLA) can be used:
-    the others have no alignment. Validation holds out the last `val_items` utterances of
-    the train split (same voices, unseen sentences): held-out voices have no speaker id."""
+class Corpus(TTSCorpus):
+    """The speech corpus as GAN-TTS items: 200 Hz features from the exact MBROLA labels, the
+    audio at the model's rate, and a speaker id per voice. Only voices with duration and pitch
+    labels (MBROLA) can be used: the others have no alignment. Validation holds out the last
+    `val_items` utterances of the train split (same voices, unseen sentences): held-out voices
+    have no speaker id."""
+    hint = "--voices mb-us1 mb-us2 ..."
 
-    def __init__(self, data: GanTTSDataConfig, model: GanTTSConfig):
-        self.data, self.model = data, model
-        path = Path(data.root) / "labels.jsonl"
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} not found; build a corpus with `sparsewave data speech --out "
-                                    f"{data.root} --voices mb-us1 mb-us2 ...`")
-        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        rows = [r for r in rows if r.get("split") == data.train_split and r.get("durations_ms")]
-        self.voices = list(data.voices) or sorted({r["speaker"] for r in rows})
-        self.rows = [r for r in rows if r["speaker"] in self.voices]
-        if not self.rows:
-            raise ValueError(f"{path}: no {data.train_split} utterances with MBROLA labels for voices {self.voices}")
+    def usable(self, row: dict) -> bool:
+        return bool(row.get("durations_ms"))
+
+    def check_model(self) -> None:
         expected = len(pho_symbols()) + 4 + len(self.voices)
-        if model.in_channels != expected or model.n_speakers != len(self.voices):
+        if self.model.in_channels != expected or self.model.n_speakers != len(self.voices):
             raise ValueError(f"{len(self.voices)} voices ({', '.join(self.voices)}) need model.in_channels="
                              f"{expected} and model.n_speakers={len(self.voices)}")
         self.prosody = {r["speaker"]: r["voice"] for r in self.rows}
-        self.licences = sorted({r.get("licence", "unknown") for r in self.rows})
-
-    def items(self, split: str, limit: int = 0) -> list[tuple[np.ndarray, np.ndarray, int]]:
-        n_val = min(self.data.val_items, len(self.rows) // 2)
-        rows = self.rows[:len(self.rows) - n_val] if split == self.data.train_split else self.rows[-n_val:]
-        rows = rows[:limit] if limit else rows
-        return [self.load(row) for row in rows]
 
     def load(self, row: dict) -> tuple[np.ndarray, np.ndarray, int]:
         speaker = self.voices.index(row["speaker"])
         feats = conditioning(phones_from_label(row), speaker, len(self.voices), self.model.sample_rate)
-        audio, sr = read_audio(Path(self.data.root) / "wavs" / f"{row['id']}.wav")
-        if sr != self.model.sample_rate:
-            audio = resample(audio, sr, self.model.sample_rate)
-        n = feats.shape[1] * self.model.hop_length
+        audio, n = self.audio(row), feats.shape[1] * self.model.hop_length
         return feats, np.pad(audio[:n], (0, max(0, n - len(audio)))).astype(np.float32), speaker
 
     def frontend_config(self) -> dict[str, Any]:
         return {"voices": self.voices, "prosody_voices": self.prosody, "symbols": pho_symbols().to_dict(),
                 "frontend": FrontendConfig().to_dict()}
-
-    def licence(self) -> str:
-        return "; ".join(self.licences)
 
 
 def stft_loss(fake: torch.Tensor, real: torch.Tensor, ffts: tuple[int, ...]) -> torch.Tensor:
@@ -162,11 +143,12 @@ def _inner(module: nn.Module) -> nn.Module:
     return getattr(module, "module", module)  # DDP wraps modules
 
 
-class GanTTSObjective(Objective):
+class GanTTSObjective(CorpusTTSObjective):
     name = "gan-tts"
     config_cls = GanTTSRunConfig
     model_type = "gan-tts"
     task = "tts"
+    corpus_cls = Corpus
 
     def __init__(self, config: GanTTSRunConfig):
         super().__init__(config)
@@ -178,7 +160,6 @@ class GanTTSObjective(Objective):
                              f"{config.model.in_channels}: the conditional discriminators see the features")
         if config.loss.adv_start_step > 0 and config.loss.stft_weight <= 0:
             raise ValueError("loss.adv_start_step needs loss.stft_weight > 0 (the warm-up trains on it)")
-        self._corpus = None
 
     def build_modules(self):
         modules = {"model": GanTTSGenerator(self.config.model), "disc": RandomWindowDiscriminators(self.config.disc)}
@@ -192,11 +173,6 @@ class GanTTSObjective(Objective):
         return {"gen": list(modules["model"].parameters()), "disc": list(modules["disc"].parameters())}
 
     # --- data -------------------------------------------------------------------
-    def corpus(self):
-        if self._corpus is None:
-            self._corpus = Corpus(self.config.data, self.config.model)
-        return self._corpus
-
     def train_dataset(self):
         return ClipDataset(self.corpus().items(self.config.data.train_split, self.config.data.max_items),
                            self.config.model.hop_length, self.config.data.clip_frames)
@@ -257,31 +233,15 @@ class GanTTSObjective(Objective):
         d_loss, _, logs = self.losses(modules, batch)
         return {"loss": stft_loss(fake, real, self.config.loss.stft_ffts).item(), "d_loss": d_loss.item(), **logs}
 
-    def log_media(self, modules, writer, step):
-        dataset = self.val_dataset()
-        if len(dataset) == 0:
-            return
-        feats, real, speaker = dataset[0]
-        device = next(modules["model"].parameters()).device
-        fake = modules["model"].generate(feats[None].to(device), speaker[None].to(device), seed=0)
-        writer.add_audio("val/generated", fake[0].cpu(), step, sample_rate=self.config.model.sample_rate)
-        writer.add_audio("val/real", real, step, sample_rate=self.config.model.sample_rate)
+    def example_audio(self, model, example, device):
+        feats, _, speaker = example
+        return model.generate(feats[None].to(device), speaker[None].to(device), seed=0)
+
+    @property
+    def feature_extra(self) -> dict[str, Any]:
+        return {"in_channels": self.config.model.in_channels}
 
     # --- export -----------------------------------------------------------------
-    def frontend_config(self) -> dict[str, Any]:
-        return self.corpus().frontend_config()
-
-    def feature_config(self) -> dict[str, Any]:
-        cfg = self.config.model
-        return {"sample_rate": cfg.sample_rate, "hop_length": cfg.hop_length, "frame_rate_hz": 200,
-                "in_channels": cfg.in_channels}
-
-    def inference_defaults(self) -> dict[str, Any]:
-        return {"seed": 0, "noise_scale": 1.0, "engine": "onnx"}
-
-    def licence(self) -> str:
-        return self.corpus().licence()
-
     def export(self, modules, out, provenance, package_version):
         model = modules["model"].cpu().eval()
         sparsity, defaults = {}, self.inference_defaults()
@@ -318,20 +278,6 @@ def recognizer_features(transcriber) -> Callable[[np.ndarray], np.ndarray]:
     return features
 
 
-def pocketsphinx_texts(audio: list[np.ndarray], sample_rate: int = 16000) -> list[str]:
-    """Transcripts by pocketsphinx's default US English model (an independent recognizer)."""
-    from pocketsphinx import Decoder
-
-    decoder = Decoder(samprate=sample_rate, loglevel="FATAL")
-    out = []
-    for a in audio:
-        decoder.start_utt()
-        decoder.process_raw((np.clip(a, -1, 1) * 32767).astype(np.int16).tobytes(), full_utt=True)
-        decoder.end_utt()
-        out.append(decoder.hyp().hypstr if decoder.hyp() is not None else "")
-    return out
-
-
 def reference_pairs(synth, texts: list[str]) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Each held-out text rendered by MBROLA in one of the bundle's voices (round robin),
     trimmed and normalized as the corpus is, and the generator's audio from the very same
@@ -357,8 +303,6 @@ def reference_pairs(synth, texts: list[str]) -> tuple[list[np.ndarray], list[np.
 def evaluate_fdsd(model: str, data: str, recognizer: str, limit: int = 0, seed: int = 0) -> dict[str, Any]:
     """FDSD/KDSD/cFDSD/cKDSD of a GAN-TTS bundle on the corpus's held-out sentences (valid and
     test splits), the real-audio floor, and WER of generated vs real audio (DS2 and pocketsphinx)."""
-    import jiwer
-
     from models.bundle import load_bundle
     from models.gan_tts import GanTTSSynthesizer
     from models.inference import load_runtime
@@ -367,8 +311,7 @@ def evaluate_fdsd(model: str, data: str, recognizer: str, limit: int = 0, seed: 
 
     synth = GanTTSSynthesizer(load_bundle(model))
     rec_bundle, transcriber = load_runtime(recognizer)
-    rows = [json.loads(line) for line in (Path(data) / "labels.jsonl").read_text().splitlines() if line.strip()]
-    texts = sorted({r["normalized"] for r in rows if r.get("split") in ("valid", "test")})
+    texts = sorted({r["normalized"] for r in read_labels(data) if r.get("split") in ("valid", "test")})
     texts = [texts[i] for i in np.random.default_rng(seed).permutation(len(texts))][: limit or None]
     if len(texts) < 8:
         raise ValueError(f"{data}: only {len(texts)} held-out sentences; need at least 8")
@@ -381,9 +324,8 @@ def evaluate_fdsd(model: str, data: str, recognizer: str, limit: int = 0, seed: 
     floor = real_floor(np.concatenate([f_real[a], f_real[b]]), seed)
     floor_plain = speech_distances(f_real[a], f_real[a], f_real[b])  # real A vs real B, as the model is measured
     kdsd_mean, kdsd_std = kernel_distance_splits(f_fake, f_real, n_splits=10, subset=half, seed=seed)
-    refs = [normalize_text(t).lower() for t in texts[a]]
-    clean = lambda xs: [" ".join("".join(c for c in x.lower() if c.isalpha() or c in " '").split()) for x in xs]  # noqa: E731
-    wer = lambda hyps: float(jiwer.wer(clean(refs), [h or "-" for h in clean(hyps)]))  # noqa: E731
+    refs = [normalize_text(t) for t in texts[a]]
+    wer = lambda hyps: word_error_rate(refs, hyps)  # noqa: E731
     ds2 = lambda audio: [t.text for t in transcriber.transcribe_batch(audio)]  # noqa: E731
     manifest = rec_bundle.manifest
     return {

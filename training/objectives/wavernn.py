@@ -15,7 +15,6 @@ and O1..O4 in blocks.
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ from models.features import FeatureConfig, float_to_int16, log_mel
 from models.text import FrontendConfig, Phone, features_from_phones, pho_symbols, to_model_input
 from models.wavernn import WaveRNN, WaveRNNConfig, split_samples
 from training.config import LoopConfig, OptimConfig
+from training.data.readers import read_labels
 from training.objective import Objective
 from training.sparsity import SparsityConfig
 
@@ -77,18 +77,14 @@ class SpeechCrops:
 
     def __init__(self, config: WaveRNNRunConfig, split: str, speakers: dict[str, int]):
         root, m = Path(config.data.root), config.model
-        if not (root / "labels.jsonl").is_file():
-            raise FileNotFoundError(f"{root}/labels.jsonl not found; build it with "
-                                    f"`sparsewave data speech --out {root}`")
         self.config, self.hop = config, m.hop_length
         self.items = []
-        for line in (root / "labels.jsonl").read_text().splitlines():
-            label = json.loads(line)
-            if label["split"] != split or (m.cond_kind == "linguistic" and not label.get("durations_ms")):
+        for label in read_labels(root, split):
+            if m.cond_kind == "linguistic" and not label.get("durations_ms"):
                 continue
             if split == "train" and config.data.voices and label["voice"] not in config.data.voices:
                 continue
-            audio, sr = read_audio(root / "wavs" / f"{label['id']}.wav")
+            audio, sr = read_audio(label["wav_path"])
             if sr != m.sample_rate:
                 raise ValueError(f"{label['id']}: {sr} Hz audio, the model runs at {m.sample_rate} Hz")
             cond = utterance_features(label, m, audio)
@@ -117,12 +113,7 @@ class SpeechCrops:
 
 
 def corpus_speakers(root: str, split: str = "train") -> list[str]:
-    voices = set()
-    for line in (Path(root) / "labels.jsonl").read_text().splitlines():
-        label = json.loads(line)
-        if label["split"] == split:
-            voices.add(label["voice"])
-    return sorted(voices)
+    return sorted({label["voice"] for label in read_labels(root, split)})
 
 
 class WaveRNNObjective(Objective):
@@ -197,28 +188,22 @@ def evaluate_intelligibility(bundle: str, data_root: str, n_items: int = 20, spl
     """WER by pocketsphinx (an independent recognizer with its own English
     model) of the bundle's speech for held-out sentences, next to its WER on
     the corpus's reference audio of the same sentences (held-out voices)."""
-    import jiwer
-
     from models.inference import load_runtime
-    from training.objectives.gan_tts import pocketsphinx_texts
+    from training.objectives.tts_eval import pocketsphinx_texts, word_error_rate
 
     _, synth = load_runtime(bundle)
-    labels = [json.loads(line) for line in (Path(data_root) / "labels.jsonl").read_text().splitlines()]
-    labels = [lab for lab in labels if lab["split"] == split][:n_items]
+    labels = read_labels(data_root, split)[:n_items]
     if not labels:
         raise ValueError(f"{data_root}: no {split} utterances")
     real, fake = [], []
     for i, lab in enumerate(labels):
-        real.append(read_audio(Path(data_root) / "wavs" / f"{lab['id']}.wav")[0])
+        real.append(read_audio(lab["wav_path"])[0])
         voice = synth.voices[i % len(synth.voices)]
         fake.append(np.concatenate(list(synth.synthesize(lab["normalized"], voice=voice))))
-
-    def clean(text: str) -> str:
-        return " ".join("".join(c for c in text.lower() if c.isalnum() or c in " '").split())
-    refs = [clean(lab["normalized"]) for lab in labels]
+    refs = [lab["normalized"] for lab in labels]
 
     def wer(audio):
-        return float(jiwer.wer(refs, [clean(t) or "-" for t in pocketsphinx_texts(audio, synth.sample_rate)]))
+        return word_error_rate(refs, pocketsphinx_texts(audio, synth.sample_rate))
     return {"split": split, "items": len(labels), "voices": sorted({lab["voice"] for lab in labels}),
             "wer_pocketsphinx_synthesized": wer(fake), "wer_pocketsphinx_reference": wer(real),
             "synthesized_seconds": sum(len(a) for a in fake) / synth.sample_rate}
