@@ -7,7 +7,7 @@ PKGS=(
   espeak-ng mbrola mbrola-us1 mbrola-us2 mbrola-us3 mbrola-en1
   flite festival festvox-kallpc16k festvox-us-slt-hts libttspico-utils
   fortunes fortunes-min wordnet-base
-  fluidsynth fluid-soundfont-gm timgm6mb-soundfont musescore-general-soundfont-small
+  fluidsynth fluid-soundfont-gm timgm6mb-soundfont musescore-general-soundfont-small csound-soundfont
   sox libsndfile1 ninja-build g++ make
 )
 missing=()

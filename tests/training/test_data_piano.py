@@ -77,3 +77,32 @@ def test_build_piano_from_music21_piece(tmp_path):
     assert len(records) == 1 and summary["kept"] == {"train": 1}
     assert records[0].composer == "Johann Sebastian Bach" and records[0].title == "bach/bwv66.6"
     assert 5 < records[0].duration < 22
+
+
+def test_wide_variation_is_seeded_and_plain_takes_no_draws():
+    from training.data.piano import Variation, WIDE_PROGRAMS, apply_variation, draw_variation
+
+    rng = np.random.default_rng(0)
+    assert draw_variation("plain", rng) == Variation() and rng.random() == np.random.default_rng(0).random()
+    a, b = draw_variation("wide", np.random.default_rng(4)), draw_variation("wide", np.random.default_rng(4))
+    assert a == b and a.program in WIDE_PROGRAMS and abs(a.detune_cents) <= 25
+    assert ("synth.reverb.active", "1") in a.settings or ("synth.reverb.active", "0") in a.settings
+    clip = generated_clip("sweep", np.random.default_rng(0))
+    apply_variation(clip, Variation(program=3, velocity_gamma=2.0))
+    notes = clip.instruments[0].notes
+    assert clip.instruments[0].program == 3 and min(n.velocity for n in notes) == 1
+    assert max(n.velocity for n in notes) == 127 and sorted(n.velocity for n in notes)[44] < 64
+
+
+@needs_fluidsynth
+def test_build_piano_wide_train_only(tmp_path):
+    summary = build_piano(tmp_path / "w", limit=2, seed=2, jobs=1, soundfonts={"train": (TIM,), "test": (TIM,)},
+                          pieces=[], timbre="wide", splits=("train",))
+    assert summary["kept"] == {"train": 2}
+    extras = [json.loads(line) for line in (tmp_path / "w" / "clips.jsonl").read_text().splitlines()]
+    for rec, extra in zip(read_maestro(tmp_path / "w"), extras):
+        midi = pretty_midi.PrettyMIDI(str(rec.midi_path))
+        assert midi.instruments[0].program == extra["program"] and not midi.instruments[0].pitch_bends
+        assert "synth.reverb.active" in extra["fluidsynth"] and sf.info(str(rec.audio_path)).samplerate == 16000
+    with pytest.raises(ValueError):
+        build_piano(tmp_path / "x", limit=1, timbre="loud")

@@ -13,7 +13,7 @@ from models.midi import midi_to_notes
 from models.onsets_frames import OnsetsFramesConfig
 from training.config import load_config
 from training.objectives.onsets_frames import (OnsetsFramesObjective, OnsetsFramesRunConfig, PianoDataset, losses,
-                                               note_metrics, note_rolls, split_records)
+                                               mel_noise, mel_reverb, note_metrics, note_rolls, split_records)
 
 SR = 16000
 CLIPS = {  # split -> notes (pitch, start, end, velocity); the test clip has a pedal from 1.0 to 2.2 s
@@ -177,7 +177,7 @@ def test_train_export_eval_and_bundle_round_trip(maestro_dir, tmp_path, capsys):
 
 
 def test_paper_and_cpu_configs_load():
-    for name in ("cpu", "paper", "smoke"):
+    for name in ("cpu", "cpu_wide", "paper", "smoke"):
         cfg = load_config(OnsetsFramesRunConfig, f"configs/onsets_frames/{name}.yaml")
         assert isinstance(cfg.model, OnsetsFramesConfig) and cfg.model.n_mels == cfg.features.n_mels == 229
 
@@ -197,3 +197,31 @@ def test_augmentation_shifts_level_and_spectral_envelope_only(maestro_dir):
     cols = [per_bin[loud[:, j].numpy(), j] for j in range(per_bin.shape[1]) if loud[:, j].any()]
     assert all(np.ptp(c) < 1e-4 for c in cols)
     assert np.abs(diff).max() <= (6 + 9) / 10 * np.log(10) + 1e-4 and np.abs(diff).max() > 0.05
+
+
+def test_room_and_noise_augmentation_is_seeded_and_physical():
+    power = np.zeros((40, 229), np.float32)
+    power[5] = 1.0  # one click
+    wet = mel_reverb(power, 31.25, np.random.default_rng(0), rt60_s=(0.5, 0.5), drr_db=(6.0, 6.0))
+    assert np.array_equal(wet, mel_reverb(power, 31.25, np.random.default_rng(0), (0.5, 0.5), (6.0, 6.0)))
+    assert np.all(wet[:5] == 0) and np.all(wet[5] == 1.0)  # nothing before the click, direct sound kept
+    tail = wet[6:, 0]
+    assert np.all(np.diff(tail) < 0) and tail.sum() == pytest.approx(10 ** -0.6, rel=0.02)  # decays, -6 dB DRR
+    loud = np.full((200, 229), 2.0, np.float32)
+    noisy = mel_noise(loud, np.random.default_rng(1), snr_db=(20.0, 20.0))
+    assert np.array_equal(noisy, mel_noise(loud, np.random.default_rng(1), (20.0, 20.0)))
+    assert (noisy - loud).mean() == pytest.approx(2.0 * 0.01, rel=0.05) and np.all(noisy > loud)
+
+
+def test_room_and_noise_in_the_training_crops(maestro_dir):
+    cfg = tiny_run_config(maestro_dir, **{"data.reverb_prob": 1.0, "data.noise_prob": 1.0,
+                                          "data.extra_train_roots": f"[{maestro_dir}]"})
+    obj = OnsetsFramesObjective(cfg)
+    ds = obj.train_dataset()
+    assert len(ds) == 2  # the train clip of data.root and of the extra root
+    a, b = ds.get(0, np.random.default_rng(3)), ds.get(0, np.random.default_rng(3))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    plain = PianoDataset(ds.records, cfg.features, cfg.data, augment=False, model=cfg.model).get(
+        0, np.random.default_rng(3))
+    assert torch.equal(a["onset"], plain["onset"]) and not torch.equal(a["mel"], plain["mel"])
+    assert len(obj.val_dataset()) == 1  # validation comes from data.root only

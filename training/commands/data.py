@@ -21,6 +21,11 @@ def add_parser(subparsers) -> None:
                    help="speech only: voice names, or one preset name: default (28 voices incl. MBROLA, "
                         "for TTS) or asr (espeak-ng accent x variant grid + flite/festival/pico; "
                         "see training/data/voices.py). Default: the default preset, installed voices")
+    p.add_argument("--timbres", choices=["plain", "wide"], default="plain",
+                   help="piano only: wide varies presets, sample sets, reverb, detune and velocity curve "
+                        "per training clip (training/data/piano.py)")
+    p.add_argument("--splits", nargs="+", choices=["train", "validation", "test"], default=None,
+                   help="piano only: build only these splits (e.g. extra training clips)")
     p.set_defaults(func=run)
 
 
@@ -35,6 +40,8 @@ def run(args) -> int:
     if args.jobs < 1:
         raise CliError("--jobs must be at least 1")
     if args.kind == "speech":
+        if args.timbres != "plain" or args.splits:
+            raise CliError("--timbres and --splits apply to the piano corpus only")
         from training.data.speech import build_speech
         from training.data.voices import BY_NAME, PRESETS
 
@@ -51,10 +58,11 @@ def run(args) -> int:
     else:
         if args.voices:
             raise CliError("--voices applies to the speech corpus only")
+        splits = tuple(args.splits or ("train", "validation", "test"))
         from training.data.piano import build_piano
 
         try:
-            summary = build_piano(out, args.limit or 200, args.seed, args.jobs)
+            summary = build_piano(out, args.limit or 200, args.seed, args.jobs, timbre=args.timbres, splits=splits)
         except ValueError as exc:
             raise CliError(str(exc)) from exc
     for line in summary["lines"]:

@@ -12,6 +12,11 @@ out/
 Splits hold out pieces and sample sets: a piece belongs to one split by a
 hash of its name; train and validation render with FluidR3_GM and TimGM6mb,
 test with MuseScore_General_Lite only.
+
+`timbres="wide"` varies the training renders per clip (Variation): piano presets 0-3 (grand,
+bright grand, electric grand, honky-tonk), the public-domain csound sf_GMbank as a third train
+sample set, random fluidsynth reverb and chorus, a global detune and a velocity curve. The test
+split always renders plainly with its own sample set.
 """
 from __future__ import annotations
 
@@ -39,7 +44,10 @@ SOUNDFONTS = {
     "validation": ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/sounds/sf2/TimGM6mb.sf2"),
     "test": ("/usr/share/sounds/sf3/MuseScore_General_Lite.sf3",),
 }
+WIDE_TRAIN_SOUNDFONTS = SOUNDFONTS["train"] + ("/usr/share/sounds/sf2/sf_GMbank.sf2",)
 SPLITS = ("train", "validation", "test")
+TIMBRES = ("plain", "wide")
+WIDE_PROGRAMS = (0, 0, 1, 2, 3)  # GM piano presets; 4-7 (electric pianos, harpsichord, clavinet) are not pianos
 COMPOSER_NAMES = {"bach": "Johann Sebastian Bach", "beethoven": "Ludwig van Beethoven", "mozart":
                   "Wolfgang Amadeus Mozart", "haydn": "Joseph Haydn", "chopin": "Frederic Chopin", "joplin":
                   "Scott Joplin", "palestrina": "Giovanni Pierluigi da Palestrina", "monteverdi":
@@ -54,6 +62,57 @@ class Job:
     uids: tuple[str, ...]  # one per clip this job may make
     soundfonts: tuple[str, ...]
     out: Path
+    timbre: str = "plain"
+
+
+@dataclasses.dataclass(frozen=True)
+class Variation:
+    """How one clip is rendered. The defaults are the plain render (fluidsynth's own settings)."""
+    program: int = 0
+    detune_cents: float = 0.0  # a pitch bend over the whole clip (render only; labels keep the key)
+    velocity_gamma: float = 1.0  # velocity' = 127 (velocity / 127) ** gamma (labels follow)
+    settings: tuple[tuple[str, str], ...] = ()  # extra fluidsynth -o settings (reverb, chorus)
+
+
+def draw_variation(timbre: str, rng: np.random.Generator) -> Variation:
+    """A random Variation for `wide`; `plain` takes no draws from rng (the plain corpus is unchanged)."""
+    if timbre == "plain":
+        return Variation()
+    reverb = rng.random() < 0.8
+    settings = [("synth.reverb.active", str(int(reverb))), ("synth.chorus.active", str(int(rng.random() < 0.3)))]
+    if reverb:
+        settings += [("synth.reverb.room-size", f"{rng.uniform(0.1, 0.9):.2f}"),
+                     ("synth.reverb.damp", f"{rng.uniform(0.0, 0.8):.2f}"),
+                     ("synth.reverb.width", f"{rng.uniform(0.2, 1.0):.2f}"),
+                     ("synth.reverb.level", f"{rng.uniform(0.2, 1.0):.2f}")]
+    return Variation(program=int(rng.choice(WIDE_PROGRAMS)), detune_cents=float(rng.uniform(-25, 25)),
+                     velocity_gamma=float(np.exp(rng.uniform(np.log(0.7), np.log(1.4)))), settings=tuple(settings))
+
+
+def apply_variation(clip, var: Variation) -> None:
+    """Set the clip's program and velocity curve in place (these go into the label MIDI too)."""
+    for inst in clip.instruments:
+        inst.program = var.program
+        if var.velocity_gamma != 1.0:
+            for n in inst.notes:
+                n.velocity = int(np.clip(round(127 * (n.velocity / 127) ** var.velocity_gamma), 1, 127))
+
+
+def render_midi(clip, var: Variation, label_path: Path, workdir: Path) -> Path:
+    """The MIDI fluidsynth plays: the label file, or a copy with the detune pitch bend."""
+    if not var.detune_cents:
+        return label_path
+    import copy
+
+    import pretty_midi
+
+    played = copy.deepcopy(clip)
+    bend = int(np.clip(round(var.detune_cents / 200 * 8192), -8192, 8191))  # default bend range: 2 semitones
+    for inst in played.instruments:
+        inst.pitch_bends.append(pretty_midi.PitchBend(bend, 0.0))
+    path = workdir / "played.midi"
+    played.write(str(path))
+    return path
 
 
 def piece_split(name: str) -> str:
@@ -61,12 +120,14 @@ def piece_split(name: str) -> str:
     return "train" if x < 0.8 else "validation" if x < 0.9 else "test"
 
 
-def render(midi_path: Path, soundfont: str, workdir: Path) -> np.ndarray:
+def render(midi_path: Path, soundfont: str, workdir: Path,
+           settings: tuple[tuple[str, str], ...] = ()) -> np.ndarray:
     """MIDI -> (N,) float32 mono at 16 kHz, as fluidsynth renders it (tail untrimmed)."""
     wav = workdir / "render.wav"
+    extra = [a for k, v in settings for a in ("-o", f"{k}={v}")]
     # dynamic sample loading only decodes the samples the clip plays (MuseScore's .sf3 takes
     # 7 s to load in full); the rendered audio is identical
-    proc = subprocess.run(["fluidsynth", "-ni", "-o", "synth.dynamic-sample-loading=1", "-g", "0.7",
+    proc = subprocess.run(["fluidsynth", "-ni", "-o", "synth.dynamic-sample-loading=1", *extra, "-g", "0.7",
                            "-r", str(SAMPLE_RATE), "-F", str(wav), soundfont,
                            str(midi_path)], capture_output=True, text=True, timeout=600)
     if proc.returncode != 0 or not wav.is_file():
@@ -102,12 +163,15 @@ def make_clips(job: Job) -> list[dict]:
     folder = job.out / str(YEAR)
     for uid, clip in zip(job.uids, clips):
         soundfont = job.soundfonts[int(rng.integers(len(job.soundfonts)))]
+        var = draw_variation(job.timbre, rng)
+        apply_variation(clip, var)
         midi_path = folder / f"{uid}.midi"
         clip.write(str(midi_path))
         end_s = note_end(clip)
         with tempfile.TemporaryDirectory(dir=job.out / ".tmp") as tmp:
             try:
-                audio = trim_tail(render(midi_path, soundfont, Path(tmp)), end_s)
+                played = render_midi(clip, var, midi_path, Path(tmp))
+                audio = trim_tail(render(played, soundfont, Path(tmp), var.settings), end_s)
             except (RuntimeError, ValueError):
                 midi_path.unlink()
                 records.append({"dropped": "fluidsynth failed"})
@@ -124,13 +188,20 @@ def make_clips(job: Job) -> list[dict]:
             "canonical_title": name if kind == "music21" else f"generated {name}", "split": job.split,
             "year": YEAR, "midi_filename": f"{YEAR}/{uid}.midi", "audio_filename": f"{YEAR}/{uid}.wav",
             "duration": round(audio.size / SAMPLE_RATE, 3), "source": job.source,
-            "soundfont": Path(soundfont).name, "n_notes": sum(len(i.notes) for i in clip.instruments),
+            "soundfont": Path(soundfont).name, **variation_record(var), "n_notes": sum(len(i.notes) for i in clip.instruments),
             "midi_end_s": round(end_s, 3), "n_samples": int(audio.size), "sample_rate": SAMPLE_RATE})
     return records
 
 
+def variation_record(var: Variation) -> dict:
+    if var == Variation():
+        return {}
+    return {"program": var.program, "detune_cents": round(var.detune_cents, 1),
+            "velocity_gamma": round(var.velocity_gamma, 3), "fluidsynth": dict(var.settings)}
+
+
 def plan(out: Path, limit: int, seed: int, soundfonts: dict[str, tuple[str, ...]],
-         pieces: list[str]) -> list[Job]:
+         pieces: list[str], timbre: str = "plain") -> list[Job]:
     """Jobs for about `limit` clips: per split, GENERATED_FRACTION generated, the rest from that split's pieces."""
     rng = np.random.default_rng(seed)
     by_split = {s: [p for p in pieces if piece_split(p) == s] for s in SPLITS}
@@ -153,15 +224,24 @@ def plan(out: Path, limit: int, seed: int, soundfonts: dict[str, tuple[str, ...]
                 works = by_composer[split][composers[int(rng.integers(len(composers)))]]
                 source = f"music21:{works[int(rng.integers(len(works)))]}"
             uids = tuple(f"PN{n + i:06d}" for i in range(count))
-            jobs.append(Job(source, split, int(rng.integers(2 ** 31)), uids, soundfonts[split], out))
+            jobs.append(Job(source, split, int(rng.integers(2 ** 31)), uids, soundfonts[split], out,
+                            "plain" if split == "test" else timbre))
             n, made = n + count, made + count
     return jobs
 
 
 def build_piano(out: Path, limit: int = 200, seed: int = 0, jobs: int = 2,
-                soundfonts: dict[str, tuple[str, ...]] | None = None, pieces: list[str] | None = None) -> dict:
-    """Build the corpus under `out`; returns the summary dict (also written to summary.json)."""
-    soundfonts = {s: tuple(f for f in fonts if Path(f).is_file()) for s, fonts in (soundfonts or SOUNDFONTS).items()}
+                soundfonts: dict[str, tuple[str, ...]] | None = None, pieces: list[str] | None = None,
+                timbre: str = "plain", splits: tuple[str, ...] = SPLITS) -> dict:
+    """Build the corpus under `out` (only `splits`); returns the summary dict (also written to summary.json)."""
+    if timbre not in TIMBRES:
+        raise ValueError(f"unknown timbres {timbre!r}; choose from {', '.join(TIMBRES)}")
+    if not splits or set(splits) - set(SPLITS):
+        raise ValueError(f"splits must be among {', '.join(SPLITS)}")
+    if soundfonts is None:
+        soundfonts = {**SOUNDFONTS, "train": WIDE_TRAIN_SOUNDFONTS} if timbre == "wide" else SOUNDFONTS
+    soundfonts = {s: tuple(f for f in fonts if Path(f).is_file()) if s in splits else ()
+                  for s, fonts in soundfonts.items()}
     if not any(soundfonts.values()):
         raise ValueError("no soundfont found (apt-get install fluid-soundfont-gm timgm6mb-soundfont "
                          "musescore-general-soundfont-lite)")
@@ -169,7 +249,7 @@ def build_piano(out: Path, limit: int = 200, seed: int = 0, jobs: int = 2,
     (out / str(YEAR)).mkdir(parents=True, exist_ok=True)
     (out / ".tmp").mkdir(exist_ok=True)
     summary = Summary()
-    todo = plan(out, limit, seed, soundfonts, corpus_pieces() if pieces is None else pieces)
+    todo = plan(out, limit, seed, soundfonts, corpus_pieces() if pieces is None else pieces, timbre)
     results = parallel_map(make_clips, todo, jobs, desc="piano")
     (out / ".tmp").rmdir()
     records = []

@@ -41,11 +41,17 @@ from training.objective import Objective
 @dataclasses.dataclass(frozen=True)
 class OnsetsFramesDataConfig:
     root: str = "data/piano"
+    extra_train_roots: tuple[str, ...] = ()  # more MAESTRO-layout corpora whose train split is added
     train_split: str = "train"
     val_split: str = "validation"
     crop_frames: int = 160  # 5.1 s at 31.25 frames/s
     gain_db: tuple[float, float] = (-9.0, 6.0)  # random level change per crop (0, 0 disables)
     eq_db: float = 0.0  # random smooth EQ per crop, up to about this many dB per band (timbre; 0 disables)
+    reverb_prob: float = 0.0  # share of crops given a random room (mel_reverb)
+    reverb_rt60_s: tuple[float, float] = (0.2, 1.2)
+    reverb_drr_db: tuple[float, float] = (0.0, 12.0)  # direct-to-reverberant energy ratio
+    noise_prob: float = 0.0  # share of crops given additive coloured noise (mel_noise)
+    noise_snr_db: tuple[float, float] = (10.0, 40.0)
     frame_weight: float = 5.0  # c of the weighted frame loss
     frame_weight_frames: int = 2  # d: frames after the onset weighted by c, then c / (t - t2), at least 1
 
@@ -74,6 +80,31 @@ class OnsetsFramesRunConfig:
 
 
 # --- labels ---------------------------------------------------------------------------------------
+def mel_reverb(power: np.ndarray, fps: float, rng: np.random.Generator, rt60_s=(0.2, 1.2),
+               drr_db=(0.0, 12.0)) -> np.ndarray:
+    """(T, n_mels) power -> the same with a random room: the expected power of a convolution with an
+    exponentially decaying noise impulse response (-60 dB at rt60, shorter in the high bands), done per
+    band on the power frames, with the tail's energy drr_db below the direct sound's."""
+    n_mels = power.shape[1]
+    rt60 = float(rng.uniform(*rt60_s)) * np.linspace(1.0, float(rng.uniform(0.3, 1.0)), n_mels)
+    a = np.exp(-np.log(1e6) / (rt60 * fps))  # power decay per frame
+    g = 10 ** (-float(rng.uniform(*drr_db)) / 10) * (1 - a) / a  # tail energy: g * a / (1 - a)
+    tail, out = np.zeros(n_mels), power.astype(np.float64)
+    for t in range(1, len(power)):
+        tail = a * (tail + power[t - 1])
+        out[t] += g * tail
+    return out.astype(np.float32)
+
+
+def mel_noise(power: np.ndarray, rng: np.random.Generator, snr_db=(10.0, 40.0)) -> np.ndarray:
+    """(T, n_mels) power plus stationary noise of a random spectral tilt at a random SNR (mean powers),
+    with per-frame fluctuation (gamma-distributed power, as a band sum of noise bins is)."""
+    n_mels = power.shape[1]
+    shape = 10 ** (float(rng.uniform(-3.0, 1.0)) * np.linspace(0.0, 1.0, n_mels))  # up to -30..+10 dB tilt
+    level = float(power.mean()) * 10 ** (-float(rng.uniform(*snr_db)) / 10) / float(shape.mean())
+    return (power + level * shape * rng.gamma(8.0, 1 / 8, power.shape)).astype(np.float32)
+
+
 def note_rolls(notes: list[Note], n_frames: int, fps: float, min_pitch: int = 21, n_keys: int = 88,
                frame_weight: float = 5.0, weight_frames: int = 2) -> dict[str, np.ndarray]:
     """Notes -> onset, offset, frame, velocity (velocity / 127 at onsets) and frame-loss weight rolls,
@@ -126,6 +157,8 @@ class PianoDataset:
         start = int(rng.integers(0, len(mel) - crop + 1)) if len(mel) > crop else 0
         mel = mel[start:start + crop]
         item = {k: r[start:start + crop] for k, r in rolls.items()}
+        if self.augment:
+            mel = self._room_and_noise(mel, rng)
         if self.augment and self.data.gain_db[1] > self.data.gain_db[0]:
             shift = float(rng.uniform(*self.data.gain_db)) / 10 * np.log(10)  # power gain, in ln units
             mel = np.maximum(mel + shift + self._eq(rng, mel.shape[1]), np.log(self.features.log_floor))
@@ -139,6 +172,20 @@ class PianoDataset:
 
     def __getitem__(self, index: int):
         return self.get(index, np.random.default_rng(index))
+
+    def _room_and_noise(self, mel: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Random reverb and noise (each with its probability) on a log-mel crop; no draws when both are off."""
+        d = self.data
+        reverb = d.reverb_prob > 0 and rng.random() < d.reverb_prob
+        noise = d.noise_prob > 0 and rng.random() < d.noise_prob
+        if not (reverb or noise):
+            return mel
+        power = np.exp(mel)
+        if reverb:
+            power = mel_reverb(power, self.features.n_frames_per_second, rng, d.reverb_rt60_s, d.reverb_drr_db)
+        if noise:
+            power = mel_noise(power, rng, d.noise_snr_db)
+        return np.log(np.maximum(power, self.features.log_floor))
 
     def _eq(self, rng: np.random.Generator, n_mels: int) -> np.ndarray:
         """A smooth random curve over the mel bins, in ln power: a few low-order cosines (another
@@ -268,12 +315,12 @@ class OnsetsFramesObjective(Objective):
             model.load_state_dict(load_checkpoint(self.config.init_checkpoint)["modules"]["model"])
         return {"model": model}
 
-    def _dataset(self, split: str, augment: bool) -> PianoDataset:
-        return PianoDataset(split_records(self.config.data.root, split), self.config.features, self.config.data,
-                            augment, self.config.model)
+    def _dataset(self, split: str, augment: bool, roots: tuple[str, ...] = ()) -> PianoDataset:
+        records = [r for root in (self.config.data.root, *roots) for r in split_records(root, split)]
+        return PianoDataset(records, self.config.features, self.config.data, augment, self.config.model)
 
     def train_dataset(self):
-        return self._dataset(self.config.data.train_split, augment=True)
+        return self._dataset(self.config.data.train_split, augment=True, roots=self.config.data.extra_train_roots)
 
     def val_dataset(self):
         try:
@@ -305,12 +352,14 @@ class OnsetsFramesObjective(Objective):
 
     def licence(self):
         fonts = set()
-        clips = Path(self.config.data.root) / "clips.jsonl"
-        if clips.is_file():
-            rows = [json.loads(line) for line in clips.read_text().splitlines() if line]
-            splits = (self.config.data.train_split, self.config.data.val_split)
-            fonts = {r.get("soundfont", "?") for r in rows if r.get("split") in splits}
-        known = {"FluidR3_GM.sf2": "MIT", "TimGM6mb.sf2": "GPL-2", "MuseScore_General_Lite.sf3": "MIT"}
+        splits = (self.config.data.train_split, self.config.data.val_split)
+        for root in (self.config.data.root, *self.config.data.extra_train_roots):
+            clips = Path(root) / "clips.jsonl"
+            if clips.is_file():
+                rows = [json.loads(line) for line in clips.read_text().splitlines() if line]
+                fonts |= {r.get("soundfont", "?") for r in rows if r.get("split") in splits}
+        known = {"FluidR3_GM.sf2": "MIT", "TimGM6mb.sf2": "GPL-2", "MuseScore_General_Lite.sf3": "MIT",
+                 "sf_GMbank.sf2": "public domain"}
         used = ", ".join(f"{f} ({known.get(f, 'see its licence')})" for f in sorted(fonts)) or "unknown"
         return ("weights: same licence as sparsewave; trained on piano audio rendered with fluidsynth from "
                 f"soundfonts {used}, from generated MIDI and from music21-corpus encodings of works out of "
