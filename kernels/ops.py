@@ -1,7 +1,8 @@
 """The dispatcher: one entry point per op, the path picked by device, dtype and availability.
 
 CUDA tensors + triton -> kernels.triton_ops; CPU float32 activations ->
-kernels.cpu (numba); anything else (autograd, other dtypes, other devices,
+kernels.cpu (numba), or for spmm the C kernel (kernels.cpu_c) where it is
+faster (`cpu_spmm_kernel`); anything else (autograd, other dtypes, other devices,
 no triton) -> kernels.reference, with one logging.warning per reason.
 `threads` (CPU): None uses numba's current thread count; > 1 uses the
 parallel kernels when the work is large enough to pay for them.
@@ -21,7 +22,10 @@ log = logging.getLogger(__name__)
 _WARNED: set[str] = set()
 _TRITON: list = []  # [module or None], resolved once
 PARALLEL_MIN_FLOPS = 1 << 18  # below this a parallel region costs more than it saves
-LONG_N = 64  # spmm with more columns and (br, 1) blocks runs kernels/conv.py's kernel
+LONG_N = 64  # without the C kernel, spmm with more columns and (br, 1) blocks runs kernels/conv.py's
+# the C SpMM runs for blocks wider than one column, and for (br, 1) blocks from this many columns
+# (below it numba's one SpMV per column wins; measured, docs/kernels.md); key 0: any other br
+C_MIN_N = {16: 4, 0: 3}
 
 
 def _fallback(reason: str) -> str:
@@ -82,6 +86,31 @@ def _cpu(m: BlockSparseMatrix, parallel: bool):
     return cpu, args
 
 
+def c_spmm_lib():
+    """The C SpMM library when it is built for a vector ISA (AVX2 / AVX-512), else None (said once)."""
+    from . import cpu_c
+    lib = cpu_c.spmm_lib()
+    if lib is not None and lib.sw_isa() == 0:
+        _fallback_numba("the C kernels were built without AVX2 or AVX-512")
+        return None
+    return lib
+
+
+def _fallback_numba(reason: str) -> None:
+    if reason not in _WARNED:
+        _WARNED.add(reason)
+        log.warning("kernels: numba SpMM (%s)", reason)
+
+
+def cpu_spmm_kernel(m: BlockSparseMatrix, n: int) -> str:
+    """'c', 'numba' or 'conv': the CPU kernel ops.spmm runs for float32 x with n columns."""
+    if (m.block[1] > 1 or n >= C_MIN_N.get(m.block[0], C_MIN_N[0])) and c_spmm_lib() is not None:
+        return "c"
+    if n > LONG_N and m.block[1] == 1:
+        return "conv"
+    return "numba"
+
+
 def spmm(m: BlockSparseMatrix, x: torch.Tensor, threads: int | None = None) -> torch.Tensor:
     """S (R, C) @ x (C, N) -> (R, N) float32."""
     if x.dim() != 2 or x.shape[0] != m.shape[1]:
@@ -91,10 +120,16 @@ def spmm(m: BlockSparseMatrix, x: torch.Tensor, threads: int | None = None) -> t
         return triton_ops().spmm(m, x)
     if path == "reference":
         return reference.spmm(m, x)
-    if x.shape[1] > LONG_N and m.block[1] == 1:  # many columns: the conv kernel's time tiles
+    kernel = cpu_spmm_kernel(m, x.shape[1])
+    if kernel == "conv":  # many columns: the conv kernel's time tiles
         from . import conv
         return conv.conv1d(m, x[None], threads=threads)[0]
     out = torch.empty(m.shape[0], x.shape[1], dtype=torch.float32)
+    if kernel == "c":  # one thread: it beats numba on two (docs/kernels.md)
+        from . import cpu_c
+        cpu_c.spmm_into(c_spmm_lib(), m.values.detach().contiguous(), m.col_idx.contiguous(),
+                        m.row_ptr.contiguous(), *m.block, x.detach().contiguous(), out)
+        return out
     with _numba_threads(threads) as n:
         parallel = n > 1 and m.values.numel() * x.shape[1] >= PARALLEL_MIN_FLOPS
         cpu, args = _cpu(m, parallel)
@@ -152,7 +187,7 @@ def conv1x1(m: BlockSparseMatrix, x: torch.Tensor, bias: torch.Tensor | None = N
         return triton_ops().conv1x1(m, x, bias)
     if path == "reference":
         return reference.conv1x1(m, x, bias)
-    if m.block[1] == 1:
+    if m.block[1] == 1 and cpu_spmm_kernel(m, x.shape[2]) != "c":
         from . import conv
         return conv.conv1d(m, x, bias, threads=threads)
     out = torch.stack([spmm(m, x[i], threads) for i in range(x.shape[0])]) if x.shape[0] else \

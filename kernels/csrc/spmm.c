@@ -1,0 +1,232 @@
+/* Block-sparse x small dense matrix on the CPU, hand-vectorized (built by kernels/cbuild.py).
+
+   out (R, N) = S (R, C) @ x (C, N); x and out row-major with row strides ldx, ldo.
+   S is BSR with row blocks (see kernels/format.py): values (nnzb, br * bc) as
+   float32 (vdtype 0), bfloat16 bits (1) or float16 bits (2); math in float32.
+
+   Loop nest: per block row, per group of RG rows of the block, per column tile
+   of NV vectors, an RG x NV register tile of accumulators; each stored block
+   adds w[r, c] (broadcast) times x[col, tile] (NV vector loads) for every row
+   r and block column c. For 16x1 blocks and 16 columns on AVX-512 that is one
+   load of x and 16 broadcast-FMAs per block, all in registers. Half values are
+   decoded per block row into a small float32 scratch (stays in L1).
+
+   One path per ISA, chosen by the compiler flags: AVX-512 (16 lanes, mask
+   registers for the column tail), AVX2 + FMA (8 lanes, maskload), or portable
+   GCC vector extensions (4 lanes; correctness anywhere, not speed). */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#define W 16
+#define MAX_ACC 24 /* of 32 registers: the rest hold x and the broadcast */
+#define ISA 512
+typedef __m512 vf;
+typedef __mmask16 vmask;
+static inline vmask tail_mask(int n) { return n >= 16 ? (vmask)0xFFFF : (vmask)((1u << n) - 1u); }
+#define VZERO() _mm512_setzero_ps()
+#define VLOADM(p, m) _mm512_maskz_loadu_ps((m), (p))
+#define VSTOREM(p, v, m) _mm512_mask_storeu_ps((p), (m), (v))
+#define VFMA(a, b, c) _mm512_fmadd_ps((a), (b), (c))
+#define VSET1(s) _mm512_set1_ps(s)
+#define FULL_MASK ((vmask)0xFFFF)
+
+#elif defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define W 8
+#define MAX_ACC 12 /* of 16 registers */
+#define ISA 256
+typedef __m256 vf;
+typedef __m256i vmask;
+static inline vmask tail_mask(int n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+#define VZERO() _mm256_setzero_ps()
+#define VLOADM(p, m) _mm256_maskload_ps((p), (m))
+#define VSTOREM(p, v, m) _mm256_maskstore_ps((p), (m), (v))
+#define VFMA(a, b, c) _mm256_fmadd_ps((a), (b), (c))
+#define VSET1(s) _mm256_set1_ps(s)
+#define FULL_MASK tail_mask(8)
+
+#else
+#define W 4
+#define MAX_ACC 8
+#define ISA 0
+typedef float vf __attribute__((vector_size(16)));
+typedef int vmask; /* lanes in use */
+static inline vmask tail_mask(int n) { return n >= 4 ? 4 : n; }
+static inline vf vloadm(const float *p, vmask m) {
+    vf v = {0, 0, 0, 0};
+    for (int i = 0; i < m; i++) v[i] = p[i];
+    return v;
+}
+static inline void vstorem(float *p, vf v, vmask m) {
+    for (int i = 0; i < m; i++) p[i] = v[i];
+}
+#define VZERO() ((vf){0, 0, 0, 0})
+#define VLOADM(p, m) vloadm((p), (m))
+#define VSTOREM(p, v, m) vstorem((p), (v), (m))
+#define VFMA(a, b, c) ((a) * (b) + (c))
+#define VSET1(s) ((vf){(s), (s), (s), (s)})
+#define FULL_MASK 4
+#endif
+
+/* Rows rg0..rg0+RG of one block row (nrows of them exist), columns j0..j0+NV*W
+   (the last vector masked by m) of out; blocks w (nblk, br * bc) with block
+   columns ci. x rows past C (partial last block column) read zrow. */
+static inline __attribute__((always_inline)) void tile_body(
+    const int RG, const int NV, const int bc, const float *w, const int *ci, int nblk, int br,
+    int rg0, int nrows, const float *x, int64_t ldx, int C, const float *zrow, int j0, vmask m,
+    float *out, int64_t ldo) {
+    vf acc[16][4];
+#pragma GCC unroll 16
+    for (int r = 0; r < RG; r++)
+#pragma GCC unroll 4
+        for (int t = 0; t < NV; t++) acc[r][t] = VZERO();
+    const int bs = br * bc;
+    for (int k = 0; k < nblk; k++) {
+        const int c0 = ci[k] * bc;
+        const float *wk = w + (int64_t)k * bs + rg0 * bc;
+        for (int c = 0; c < bc; c++) {
+            const float *xr = (bc == 1 || c0 + c < C) ? x + (int64_t)(c0 + c) * ldx + j0 : zrow;
+            vf xv[4];
+#pragma GCC unroll 4
+            for (int t = 0; t < NV; t++) xv[t] = VLOADM(xr + t * W, t == NV - 1 ? m : FULL_MASK);
+#pragma GCC unroll 16
+            for (int r = 0; r < RG; r++) {
+                const vf wv = VSET1(wk[r * bc + c]);
+#pragma GCC unroll 4
+                for (int t = 0; t < NV; t++) acc[r][t] = VFMA(wv, xv[t], acc[r][t]);
+            }
+        }
+    }
+#pragma GCC unroll 16
+    for (int r = 0; r < RG; r++) {
+        if (rg0 + r >= nrows) break;
+        float *o = out + (int64_t)(rg0 + r) * ldo + j0;
+#pragma GCC unroll 4
+        for (int t = 0; t < NV; t++) VSTOREM(o + t * W, acc[r][t], t == NV - 1 ? m : FULL_MASK);
+    }
+}
+
+typedef void (*tile_fn)(const float *, const int *, int, int, int, int, int, const float *, int64_t, int,
+                        const float *, int, vmask, float *, int64_t);
+
+/* One function per (RG, NV) and bc == 1 or any bc: constants unroll into registers. */
+#define DEF_TILE(RG, NV)                                                                               \
+    static void tile1_##RG##_##NV(const float *w, const int *ci, int nblk, int br, int bc, int rg0,    \
+                                  int nrows, const float *x, int64_t ldx, int C, const float *zrow,    \
+                                  int j0, vmask m, float *out, int64_t ldo) {                          \
+        (void)bc;                                                                                      \
+        tile_body(RG, NV, 1, w, ci, nblk, br, rg0, nrows, x, ldx, C, zrow, j0, m, out, ldo);           \
+    }                                                                                                  \
+    static void tilen_##RG##_##NV(const float *w, const int *ci, int nblk, int br, int bc, int rg0,    \
+                                  int nrows, const float *x, int64_t ldx, int C, const float *zrow,    \
+                                  int j0, vmask m, float *out, int64_t ldo) {                          \
+        tile_body(RG, NV, bc, w, ci, nblk, br, rg0, nrows, x, ldx, C, zrow, j0, m, out, ldo);          \
+    }
+#define DEF_RG(RG) DEF_TILE(RG, 1) DEF_TILE(RG, 2) DEF_TILE(RG, 3) DEF_TILE(RG, 4)
+DEF_RG(1)
+DEF_RG(2)
+DEF_RG(4)
+DEF_RG(8)
+DEF_TILE(16, 1)
+
+#define ROW(RG) {tile1_##RG##_1, tile1_##RG##_2, tile1_##RG##_3, tile1_##RG##_4}, \
+                {tilen_##RG##_1, tilen_##RG##_2, tilen_##RG##_3, tilen_##RG##_4}
+static const tile_fn TILES[5][2][4] = {
+    {ROW(1)}, {ROW(2)}, {ROW(4)}, {ROW(8)},
+    {{tile1_16_1, 0, 0, 0}, {tilen_16_1, 0, 0, 0}},
+};
+
+static int log2_rg(int rg) { return rg == 16 ? 4 : rg == 8 ? 3 : rg == 4 ? 2 : rg == 2 ? 1 : 0; }
+
+/* The widest row group (16, 8, 4, 2, 1) that fits in rem rows and the register budget. */
+static int row_group(int rem) {
+    int rg = 16;
+    while (rg > rem || rg > MAX_ACC) rg >>= 1;
+    return rg;
+}
+
+static inline float bf16_to_f32(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+static void decode(const void *vals, int vdtype, int64_t i0, int64_t n, float *dst) {
+    if (vdtype == 1) {
+        const uint16_t *s = (const uint16_t *)vals + i0;
+        for (int64_t i = 0; i < n; i++) dst[i] = bf16_to_f32(s[i]);
+    } else {
+        const uint16_t *s = (const uint16_t *)vals + i0;
+#if defined(__F16C__)
+        int64_t i = 0;
+        for (; i + 8 <= n; i += 8)
+            _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + i))));
+        for (; i < n; i++) dst[i] = _cvtsh_ss(s[i]);
+#else
+        for (int64_t i = 0; i < n; i++) { /* move the bits, rescale the exponent by 2^112 */
+            uint32_t u = s[i], e = u & 0x7C00u;
+            uint32_t bits = ((u & 0x8000u) << 16) | ((u & 0x7FFFu) << 13);
+            if (e == 0x7C00u) bits |= 0x7F800000u; /* inf, nan */
+            float f;
+            memcpy(&f, &bits, 4);
+            dst[i] = e == 0x7C00u ? f : f * 5.192296858534828e33f;
+        }
+#endif
+    }
+}
+
+/* Lanes per vector of the compiled path (16, 8 or 4) and its ISA (512, 256 or 0 = portable). */
+int sw_vector_width(void) { return W; }
+int sw_isa(void) { return ISA; }
+
+/* out rows of block rows rb0..rb1 = S x. Returns 0, or -1 if scratch memory ran out. */
+int sw_spmm(const void *vals, int vdtype, const int *col_idx, const int *row_ptr, int br, int bc, int R,
+            int C, const float *x, int64_t ldx, int N, float *out, int64_t ldo, int rb0, int rb1) {
+    if (N <= 0 || rb1 <= rb0) return 0;
+    const int bs = br * bc;
+    int max_blk = 0;
+    for (int rb = rb0; rb < rb1; rb++)
+        if (row_ptr[rb + 1] - row_ptr[rb] > max_blk) max_blk = row_ptr[rb + 1] - row_ptr[rb];
+    float *scratch = NULL, *zrow = NULL;
+    if (vdtype != 0 && max_blk > 0 && !(scratch = malloc(sizeof(float) * (size_t)max_blk * bs))) return -1;
+    if (bc > 1 && C % bc && !(zrow = calloc((size_t)N + W, sizeof(float)))) {
+        free(scratch);
+        return -1;
+    }
+    const int which = bc == 1 ? 0 : 1;
+    for (int rb = rb0; rb < rb1; rb++) {
+        const int k0 = row_ptr[rb], nblk = row_ptr[rb + 1] - k0;
+        const int r0 = rb * br, nrows = R - r0 < br ? R - r0 : br;
+        const float *w = (const float *)vals + (int64_t)k0 * bs;
+        if (vdtype != 0 && nblk > 0) {
+            decode(vals, vdtype, (int64_t)k0 * bs, (int64_t)nblk * bs, scratch);
+            w = scratch;
+        }
+        for (int rg0 = 0; rg0 < nrows; ) {
+            const int rg = row_group(nrows - rg0);
+            int nv_max = MAX_ACC / rg;
+            if (nv_max > 4) nv_max = 4;
+            if (rg == 16) nv_max = 1;
+            for (int j0 = 0; j0 < N; ) {
+                const int rem = N - j0;
+                int nv = (rem + W - 1) / W;
+                if (nv > nv_max) nv = nv_max;
+                const int ncols = rem < nv * W ? rem : nv * W;
+                const vmask m = tail_mask(ncols - (nv - 1) * W);
+                TILES[log2_rg(rg)][which][nv - 1](w, col_idx + k0, nblk, br, bc, rg0, nrows, x, ldx, C, zrow,
+                                                  j0, m, out + (int64_t)r0 * ldo, ldo);
+                j0 += ncols;
+            }
+            rg0 += rg;
+        }
+    }
+    free(scratch);
+    free(zrow);
+    return 0;
+}
