@@ -63,6 +63,18 @@ class GanTTSConfig:
     def cond_dim(self) -> int:
         return self.noise_dim + (self.speaker_dim if self.n_speakers > 0 else 0)
 
+    @property
+    def lookahead_frames(self) -> int:
+        """How many 200 Hz frames past frame t reach the audio of frame t: the pre conv, each
+        GBlock's dilated convs (1 + 2 + 4 + 8 taps each side at the block's output rate; nearest
+        upsampling adds none) and the post conv. Padding an utterance with this many zero frames
+        makes its audio independent of whatever follows (another item of a batch)."""
+        reach, rate = (self.pre_kernel - 1) / 2, 1
+        for factor in self.upsample:
+            rate *= factor
+            reach += 15 / rate
+        return math.ceil(reach + 1 / rate)
+
 
 def default_upsample(sample_rate: int) -> tuple[int, ...]:
     """The paper's (1, 1, 2, 2, 2, 3, 5) at 24 kHz, (1, 1, 2, 2, 2, 2, 5) at 16 kHz."""
@@ -269,19 +281,47 @@ class GanTTSSynthesizer:
 
     def generate(self, features: np.ndarray, speaker: int, seed: int | None = None) -> np.ndarray:
         """(C, T) features -> (T * hop,) float32 audio."""
+        return self.generate_batch([features], [speaker], seed)[0]
+
+    def generate_batch(self, features: list[np.ndarray], speakers: list[int],
+                       seed: int | None = None) -> list[np.ndarray]:
+        """(C, T_i) features -> (T_i * hop,) float32 audio each, in one generator call. Each item
+        is zero-padded by `lookahead_frames` at least (alone or in a batch), so its audio does not
+        depend on the other items; all items get the same seeded noise vector."""
+        hop, lengths = self.config.hop_length, [f.shape[1] for f in features]
+        width = max(lengths) + self.config.lookahead_frames
+        batch = np.stack([np.pad(f, ((0, 0), (0, width - f.shape[1]))) for f in features]).astype(np.float32)
         g = torch.Generator().manual_seed(self.seed if seed is None else seed)
-        noise = self.noise_scale * torch.randn(1, self.config.noise_dim, generator=g)
+        noise = (self.noise_scale * torch.randn(1, self.config.noise_dim, generator=g)).expand(len(features), -1)
         if self.session is not None:
-            return run_onnx(self.session, features[None], noise.numpy(), np.array([speaker]))[0]
-        with torch.no_grad():
-            return self.model(torch.from_numpy(features[None]), noise, torch.tensor([speaker]))[0].numpy()
+            audio = run_onnx(self.session, batch, noise.numpy(), np.array(speakers))
+        else:
+            with torch.no_grad():
+                audio = self.model(torch.from_numpy(batch), noise, torch.tensor(speakers)).numpy()
+        return [audio[i, :n * hop].astype(np.float32) for i, n in enumerate(lengths)]
 
     def synthesize(self, text: str, voice: str | None = None, speed: float = 1.0) -> Iterator[np.ndarray]:
         """One chunk; sets `last_timings` (phonemes) once exhausted."""
         voice = voice or self.voices[0]
         phones = self.phones(text, voice, speed)
-        yield self.generate(self.features(text, voice, speed, phones), self.voices.index(voice)).astype(np.float32)
+        yield self.generate(self.features(text, voice, speed, phones), self.voices.index(voice))
         self.last_timings = phone_timings(phones)  # a new list: the service reads it from a copy of this object
+
+    def synthesize_batch(self, requests: list[tuple[str, str | None, float]]) -> list[np.ndarray]:
+        """The service's batching (service/workers.py): (text, voice, speed) each -> its audio, the
+        same samples `synthesize` gives. Items are sorted by length and cut into groups whose
+        longest is at most twice the shortest, so padding wastes at most half of a group."""
+        voices = [voice or self.voices[0] for _, voice, _ in requests]
+        feats = [self.features(text, voice, speed) for (text, _, speed), voice in zip(requests, voices)]
+        order = sorted(range(len(feats)), key=lambda i: feats[i].shape[1])
+        out: list[np.ndarray] = [np.zeros(0, np.float32)] * len(feats)
+        while order:
+            group = [i for i in order if feats[i].shape[1] <= 2 * feats[order[0]].shape[1]]
+            audio = self.generate_batch([feats[i] for i in group], [self.voices.index(voices[i]) for i in group])
+            for i, a in zip(group, audio):
+                out[i] = a
+            order = order[len(group):]
+        return out
 
 
 def model_spec():

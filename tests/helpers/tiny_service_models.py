@@ -5,9 +5,8 @@ own export paths, next to the shipped defaults where content matters.
 check shapes, formats, limits and batching, not what is said):
 - "wavernn": a tiny sparse WaveRNN (WaveRNNObjective.export), streaming,
   voices mb-us1 / mb-us2 (espeak-ng + MBROLA prosody);
-- "gan-tts": a tiny GAN-TTS (GanTTSObjective.export, onnxruntime), feed-forward;
-- "gan-tts-batched": the same generator under a test-only model type whose
-  runtime adds `synthesize_batch` (see `BatchedGanTTS`);
+- "gan-tts": a tiny GAN-TTS (GanTTSObjective.export, onnxruntime), feed-forward
+  and batched (`synthesize_batch`);
 - "eats": a tiny EATS (EATSObjective.export, onnxruntime), feed-forward,
   with phoneme and word timings;
 - "ds2": a tiny Deep Speech 2 (DeepSpeech2Objective.export), greedy decoding;
@@ -22,38 +21,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from models.gan_tts import GanTTSConfig, GanTTSGenerator, GanTTSSynthesizer
-from models.registry import register
+from models.gan_tts import GanTTSConfig
 from models.text import pho_symbols
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_BUNDLES = ("deepspeech2-default", "onsets-frames-default")
 VOICES = ("mb-us1", "mb-us2")
-
-
-class BatchedGanTTS(GanTTSSynthesizer):
-    """Test-only: the real GAN-TTS runtime plus `synthesize_batch`, which runs
-    its items one after another. No model family offers `synthesize_batch`
-    yet, so this is what reaches the service's feed-forward synthesis
-    batching path (gathering sentences of concurrent requests into one call,
-    one bad item not failing the others); the model computes each item as
-    `synthesize` does."""
-
-    def synthesize_batch(self, requests: list[tuple[str, str | None, float]]) -> list[np.ndarray]:
-        return [np.concatenate(list(self.synthesize(text, voice, speed))) for text, voice, speed in requests]
-
-
-def install() -> None:
-    """Register the test-only model type (once per process)."""
-    from models.registry import get_spec
-
-    try:
-        get_spec("gan-tts-batch-test")
-    except (KeyError, ValueError):
-        register("gan-tts-batch-test", GanTTSConfig, GanTTSGenerator, task="tts", runtime=BatchedGanTTS)
 
 
 def _build(objective) -> dict:
@@ -118,18 +93,6 @@ def _eats(directory: Path) -> Path:
     return objective.export({"model": modules["model"]}, str(directory / "eats"), {"test": True}, "0+test")
 
 
-def _batched_copy(gan_tts: Path, directory: Path) -> Path:
-    """The GAN-TTS bundle again, under the test-only model type."""
-    import shutil
-
-    target = directory / "gan-tts-batched"
-    shutil.copytree(gan_tts, target)
-    manifest = json.loads((target / "manifest.json").read_text())
-    manifest["model_type"] = "gan-tts-batch-test"
-    (target / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
-    return target
-
-
 def _deepspeech2(directory: Path) -> Path:
     from models.deepspeech2 import DeepSpeech2Config
     from models.deepspeech2.features import asr_feature_config
@@ -166,11 +129,9 @@ def _onsets_frames(directory: Path) -> Path:
 
 def write_tiny_bundles(directory: Path) -> dict[str, Path]:
     """The tiny real bundles under `directory`; returns name -> path."""
-    install()
     torch.manual_seed(0)
     made = {"wavernn": _wavernn(directory), "gan-tts": _gan_tts(directory), "eats": _eats(directory),
             "ds2": _deepspeech2(directory), "onsets-frames": _onsets_frames(directory)}
-    made["gan-tts-batched"] = _batched_copy(made["gan-tts"], directory)
     return {name: Path(path) for name, path in made.items()}
 
 

@@ -210,10 +210,10 @@ def test_shutdown_finishes_in_flight_requests(tiny_dir):
     assert got["n"] == expected
 
 
-@pytest.mark.parametrize("model", ["wavernn", "gan-tts-batched"])
+@pytest.mark.parametrize("model", ["wavernn", "gan-tts"])
 def test_input_the_model_cannot_speak_is_422_and_spoils_no_batch(http, model):
     """The text frontend finds nothing to pronounce in punctuation alone (422);
-    with gan-tts-batched the bad sentences share batches with good ones."""
+    with gan-tts the bad sentences share batches with good ones."""
     assert_error(post_speech(http, model=model, input="!!! ???"), 422, "unprocessable_input")
 
     def one(text):

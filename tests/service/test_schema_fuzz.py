@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 # the tiny real bundles (the shipped defaults cost more per request and add no new path)
-MODELS = ["wavernn", "gan-tts", "gan-tts-batched", "ds2", "onsets-frames", None]
+MODELS = ["wavernn", "gan-tts", "ds2", "onsets-frames", None]
 
 
 def test_no_server_errors(server):
