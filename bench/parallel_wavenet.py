@@ -14,7 +14,9 @@ every step the same work) and its rate is extrapolated from that.
 
 Last line, one JSON object:
   teacher_samples_per_s, teacher_realtime_factor            queue generation, batch 1
-  student_realtime_factor_torch, student_realtime_factor_onnx  audio s per wall s (best of N)
+  student_realtime_factor_torch, student_realtime_factor_onnx  audio s per wall s (best of N;
+                                                             onnx with idle threads sleeping)
+  student_realtime_factor_onnx_spinning                      the same with onnxruntime's spinning threads
   student_speedup_vs_teacher                                 onnx student rate / teacher rate
   student_torch_vs_onnx_max_abs_diff                         same noise, same conditioning
   plus the shapes, threads and seconds timed.
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -108,8 +111,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         if onnx_file is None:
             onnx_file = export_onnx(student, Path(tmp) / "student.onnx")
-        session = onnx_session(onnx_file, threads=args.threads)
+        # Idle onnxruntime threads sleep (allow_spinning 0): on shared cores a spinning thread
+        # takes the time its peer needs (docs/parallel_wavenet.md); spinning is timed for the record.
+        session = onnx_session(onnx_file, threads=args.threads, spinning=False)
         t_onnx, onnx_audio = best_time(lambda: run_onnx(session, z.numpy(), cond, speaker), repeats)
+        spinning = onnx_session(onnx_file, threads=args.threads, spinning=True)
+        t_spin, _ = best_time(lambda: run_onnx(spinning, z.numpy(), cond, speaker), repeats)
     with torch.no_grad():
         t_torch, torch_audio = best_time(lambda: student.generate(cond_t, speaker_t, z).numpy(), repeats,
                                           warm_up=not args.quick)
@@ -130,8 +137,10 @@ def main() -> None:
         "teacher_realtime_factor": teacher_rate / sr,
         "student_realtime_factor_torch": seconds / t_torch,
         "student_realtime_factor_onnx": seconds / t_onnx,
+        "student_realtime_factor_onnx_spinning": seconds / t_spin,
         "student_speedup_vs_teacher": onnx_rate / teacher_rate,
         "student_torch_vs_onnx_max_abs_diff": float(np.abs(onnx_audio - torch_audio).max()),
+        "load_average_1min": os.getloadavg()[0],
     }
     print(f"student onnx {result['student_realtime_factor_onnx']:.2f}x real time, torch "
           f"{result['student_realtime_factor_torch']:.2f}x; teacher {teacher_rate:.0f} samples/s "

@@ -28,7 +28,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from models.logistic_mixture import discretized_mol_log_prob, sample_mol
-from models.wavernn import CondNet, upsample_frames
+from models.wavernn import CondNet
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,15 +88,22 @@ class WaveNetStack(nn.Module):
         self.out1 = nn.Conv1d(skip, skip, 1)
         self.out2 = nn.Conv1d(skip, out_channels, 1)
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        R = self.residual
+    def forward(self, x: torch.Tensor, cond: torch.Tensor, hop: int = 0) -> torch.Tensor:
+        """cond is (B, cond_hidden, T) at the sample rate, or, with hop > 0, (B, cond_hidden, K)
+        frames (K * hop >= T): each layer's projection is then taken at the frame rate and
+        interpolated (the same values, both maps being linear; 1 / hop of the work)."""
+        R, T = self.residual, x.shape[-1]
+        frames = F.conv1d(cond, self.cond_weight()[:, :, None]) if hop else None  # (B, L * 2R, K)
         h = self.input(F.pad(x, (1, 0)))
         skips = 0.0
-        for d, conv, cproj, res, skip in zip(self.dils, self.dilated, self.cond, self.res, self.skip):
-            a = conv(F.pad(h, (d, 0))) + cproj(cond)
+        last = len(self.dils) - 1
+        for i, (d, conv, cproj, res, skip) in enumerate(zip(self.dils, self.dilated, self.cond, self.res, self.skip)):
+            c = upsample_linear(frames[:, i * 2 * R:(i + 1) * 2 * R], hop, T) if hop else cproj(cond)
+            a = conv(F.pad(h, (d, 0))) + c
             g = torch.tanh(a[:, :R]) * torch.sigmoid(a[:, R:])
             skips = skips + skip(g)
-            h = h + res(g)
+            if i < last:  # the last layer's residual output is never read
+                h = h + res(g)
         return self.out2(F.relu(self.out1(F.relu(skips))))
 
     # --- the queue method -----------------------------------------------------------------------
@@ -133,6 +140,16 @@ class WaveNetStack(nn.Module):
         return F.linear(F.relu(y), self.out2.weight[:, :, 0], self.out2.bias)
 
 
+def upsample_linear(frames: torch.Tensor, hop: int, n_samples: int) -> torch.Tensor:
+    """(B, C, K) -> (B, C, n_samples): `upsample_frames` channels-first, as broadcast ops
+    (sample k * hop + m = f[k] + (m / hop) (f[k + 1] - f[k]), the last frame held)."""
+    extra = 1 + max(0, -(-n_samples // hop) - frames.shape[-1])  # 1 in the exported graph (T = K * hop)
+    p = torch.cat([frames, frames[..., -1:].expand(-1, -1, extra)], dim=-1)
+    f0, step = p[..., :-1], p[..., 1:] - p[..., :-1]
+    ramp = torch.arange(hop, dtype=frames.dtype, device=frames.device) / hop
+    return (f0[..., None] + step[..., None] * ramp).flatten(2)[..., :n_samples]
+
+
 def shift_right(x: torch.Tensor) -> torch.Tensor:
     """(B, T) -> (B, 1, T) with x[t - 1] at t and 0 at t = 0."""
     return F.pad(x, (1, 0))[:, :-1].unsqueeze(1)
@@ -155,19 +172,18 @@ class WaveNet(nn.Module):
         self.stack = WaveNetStack(1, 3 * config.n_mixtures, config.residual_channels, config.skip_channels,
                                   config.dilations, config.cond_hidden)
 
-    def conditioning(self, cond: torch.Tensor, speaker: torch.Tensor, n_samples: int,
-                     cond_offset: int = 0) -> torch.Tensor:
-        """cond (B, K, cond_channels), speaker (B,) -> (B, cond_hidden, n_samples) at the sample rate;
-        the first cond_offset frames are context for the conditioning net only."""
-        hidden = self.cond_net(cond, speaker)[:, cond_offset:]
-        return upsample_frames(hidden, self.config.hop_length, n_samples).transpose(1, 2)
+    def conditioning(self, cond: torch.Tensor, speaker: torch.Tensor, cond_offset: int = 0) -> torch.Tensor:
+        """cond (B, K, cond_channels), speaker (B,) -> (B, cond_hidden, K - cond_offset) at the frame
+        rate (the stack interpolates each layer's projection); the first cond_offset frames are
+        context for the conditioning net only."""
+        return self.cond_net(cond, speaker)[:, cond_offset:].transpose(1, 2)
 
     def forward(self, audio: torch.Tensor, cond: torch.Tensor, speaker: torch.Tensor,
-                cond_offset: int = 0, upsampled: torch.Tensor | None = None) -> torch.Tensor:
+                cond_offset: int = 0) -> torch.Tensor:
         """audio (B, T) in [-1, 1] -> mixture params (B, T, 3K); params[:, t] predict audio[:, t]
-        from audio[:, :t]. `upsampled` (B, cond_hidden, T) skips the conditioning net."""
-        c = upsampled if upsampled is not None else self.conditioning(cond, speaker, audio.shape[1], cond_offset)
-        return self.stack(shift_right(audio), c).transpose(1, 2)
+        from audio[:, :t]."""
+        c = self.conditioning(cond, speaker, cond_offset)
+        return self.stack(shift_right(audio), c, self.config.hop_length).transpose(1, 2)
 
     def log_prob(self, audio: torch.Tensor, cond: torch.Tensor, speaker: torch.Tensor,
                  cond_offset: int = 0) -> torch.Tensor:
@@ -202,9 +218,9 @@ class WaveNet(nn.Module):
         """The spec for `generate`: the full forward pass over the whole prefix at every step (O(T^2))."""
         B, T = uniforms.shape[:2]
         out = torch.zeros(B, T, dtype=uniforms.dtype, device=uniforms.device)
-        c = self.conditioning(cond, speaker, T).to(uniforms.dtype)
+        c = self.conditioning(cond, speaker).to(uniforms.dtype)
         for t in range(T):
-            params = self.stack(shift_right(out[:, :t + 1]), c[:, :, :t + 1])[:, :, t]
+            params = self.stack(shift_right(out[:, :t + 1]), c, self.config.hop_length)[:, :, t]
             out[:, t] = sample_mol(params, uniforms[:, t], self.config.log_scale_min).to(out.dtype)
         return out
 

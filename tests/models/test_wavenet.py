@@ -7,7 +7,8 @@ from models.bundle import load_bundle, save_bundle
 from models.config import config_to_dict
 from models.logistic_mixture import BIN, discretized_mol_log_prob, mol_log_density, sample_mol
 from models.registry import model_from_bundle
-from models.wavenet import WaveNet, WaveNetConfig
+from models.wavenet import WaveNet, WaveNetConfig, WaveNetStack, shift_right, upsample_linear
+from models.wavernn import upsample_frames
 
 
 def tiny_config(**overrides) -> WaveNetConfig:
@@ -77,6 +78,18 @@ def test_forward_shapes_and_causality():
     assert torch.equal(params[:, :11], params2[:, :11])  # sample 10 is predicted without seeing itself
     assert not torch.allclose(params[:, 11], params2[:, 11])
     assert cfg.receptive_field == 2 + sum(cfg.dilations)
+
+
+def test_frame_rate_conditioning_equals_sample_rate_conditioning():
+    """Projecting the frames per layer, then interpolating, is the same as interpolating first."""
+    torch.manual_seed(0)
+    frames = torch.randn(2, 6, 5, dtype=torch.float64)  # (B, C, K)
+    for n in (5 * 7, 5 * 7 - 3, 5 * 7 + 9):  # K * hop, shorter, longer (the last frame held)
+        want = upsample_frames(frames.transpose(1, 2), 7, n).transpose(1, 2)
+        assert torch.allclose(upsample_linear(frames, 7, n), want, atol=1e-6)  # upsample_frames: float32 weights
+    stack = WaveNetStack(1, 2, 4, 4, (1, 2, 4), 6).double()
+    x = shift_right(torch.randn(2, 30, dtype=torch.float64))
+    assert torch.allclose(stack(x, frames, 7), stack(x, upsample_linear(frames, 7, 30)), atol=1e-12)
 
 
 def test_one_step_lowers_the_loss_on_a_fixed_batch():

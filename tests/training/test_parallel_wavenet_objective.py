@@ -123,7 +123,7 @@ def test_perceptual_loss_with_a_deep_speech_2_bundle(teacher, tmp_path):
     assert modules["model"].flows[0].out2.weight.grad.abs().sum() > 0
 
 
-def test_student_trains_exports_an_onnx_bundle_and_serves_it(teacher, tmp_path):
+def test_student_trains_exports_an_onnx_bundle_serves_and_evaluates_it(teacher, tmp_path, capsys):
     cfg = student_config(*teacher)
     val = Run(ParallelWaveNetObjective(cfg), tmp_path / "run").fit()
     assert np.isfinite(val["kl"])
@@ -139,6 +139,19 @@ def test_student_trains_exports_an_onnx_bundle_and_serves_it(teacher, tmp_path):
     mel = np.random.default_rng(0).standard_normal((6, 8)).astype(np.float32)
     audio = synth.vocode(mel, "a")
     assert audio.shape == (6 * HOP,) and np.all(np.abs(audio) <= 1)
+
+    from training.cli import main
+
+    args = ["eval", "parallel-wavenet", "--model", str(out), "--data", str(teacher[1])]
+    assert main(args) == 2  # no --teacher: one line, non-zero
+    assert "--teacher" in capsys.readouterr().err
+    assert main(args + ["--teacher", str(teacher[0]), "--split", "valid", "--limit", "1",
+                        "--teacher-seconds", "0.01"]) == 0
+    figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert figures["utterances"] == 1 and figures["split"] == "valid"
+    for key in ("logmel_l1_student", "logmel_l1_teacher", "logmel_l1_silence", "logmel_l1_noise"):
+        assert np.isfinite(figures[key]) and figures[key] >= 0
+    assert 0 <= figures["wer_pocketsphinx_reference"] and 0 <= figures["wer_pocketsphinx_student"]
 
 
 def test_mismatched_teacher_is_refused(teacher):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from training.errors import CliError
 
-KINDS = ("asr", "eats", "fdsd", "onsets-frames", "tts")
+KINDS = ("asr", "eats", "fdsd", "onsets-frames", "parallel-wavenet", "tts")
 
 
 def add_parser(subparsers) -> None:
@@ -12,6 +12,11 @@ def add_parser(subparsers) -> None:
     p.add_argument("--model", help="bundle directory")
     p.add_argument("--data", help="held-out data directory")
     p.add_argument("--recognizer", help="fdsd: Deep Speech 2 bundle for the features (default bundles/deepspeech2-default)")
+    p.add_argument("--teacher", help="parallel-wavenet: the WaveNet teacher bundle the student was distilled from")
+    p.add_argument("--split", default="test", help="parallel-wavenet: corpus split (default test)")
+    p.add_argument("--limit", type=int, default=4, help="parallel-wavenet: held-out utterances (default 4)")
+    p.add_argument("--teacher-seconds", type=float, default=0.25,
+                   help="parallel-wavenet: seconds the (slow) teacher generates per utterance (default 0.25)")
     p.set_defaults(func=run)
 
 
@@ -109,6 +114,26 @@ def eval_eats(args) -> int:
     return 0
 
 
+def eval_parallel_wavenet(args) -> int:
+    """Copy-synthesis from the reference log-mel of held-out utterances: student and teacher log-mel
+    distances next to the silence and noise floors, teacher bits per sample, pocketsphinx WER."""
+    import json
+
+    from models.bundle import BundleError
+    from training.objectives.parallel_wavenet import evaluate_copy_synthesis
+
+    if not args.model or not args.teacher or not args.data:
+        raise CliError("eval parallel-wavenet needs --model STUDENT_BUNDLE --teacher WAVENET_BUNDLE --data CORPUS_DIR")
+    if args.limit < 1 or not 0 < args.teacher_seconds <= 10:
+        raise CliError("eval parallel-wavenet: --limit must be >= 1 and --teacher-seconds in (0, 10]")
+    try:
+        print(json.dumps(evaluate_copy_synthesis(args.teacher, args.model, args.data, args.split, args.limit,
+                                                 teacher_seconds=args.teacher_seconds, wer=True)))
+    except (BundleError, FileNotFoundError, KeyError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+    return 0
+
+
 def run(args) -> int:
     if args.kind == "eats":
         return eval_eats(args)
@@ -120,4 +145,6 @@ def run(args) -> int:
         return eval_asr(args)
     if args.kind == "onsets-frames":
         return eval_onsets_frames(args)
+    if args.kind == "parallel-wavenet":
+        return eval_parallel_wavenet(args)
     raise CliError(f"unknown evaluation {args.kind!r}; known: {', '.join(KINDS)}")

@@ -205,11 +205,13 @@ class ParallelWaveNetObjective(Objective):
 
 
 def evaluate_copy_synthesis(teacher_path: str, student_path: str, root: str, split: str = "test", limit: int = 4,
-                            teacher_seconds: float = 0.5, seed: int = 0) -> dict[str, Any]:
+                            teacher_seconds: float = 0.5, seed: int = 0, wer: bool = False) -> dict[str, Any]:
     """Copy-synthesis from log-mel on held-out utterances (mel-conditioned bundles): log-mel L1
     distance to the reference for the student (whole utterance) and the teacher (its first
     `teacher_seconds`: it is slow), next to two floors, silence and white noise at the
-    reference's power; plus the teacher's bits per sample on the reference audio."""
+    reference's power; plus the teacher's bits per sample on the reference audio. With `wer`,
+    pocketsphinx WER of the student's whole utterances next to the reference audio's (the
+    teacher's short spans are not transcribed)."""
     import json
 
     import numpy as np
@@ -236,6 +238,7 @@ def evaluate_copy_synthesis(teacher_path: str, student_path: str, root: str, spl
 
     out: dict[str, list[float]] = {k: [] for k in ("student", "teacher", "student_same_span", "silence", "noise",
                                                     "teacher_bits_per_sample")}
+    students, refs = [], []
     for row in rows:
         ref, _ = read_audio(Path(root) / "wavs" / f"{row['id']}.wav")
         cond = utterance_features(row, student.config, ref)[None].float()
@@ -247,6 +250,8 @@ def evaluate_copy_synthesis(teacher_path: str, student_path: str, root: str, spl
             m = int(teacher_seconds * fc.sample_rate)
             y = teacher.generate(cond, spk, torch.rand(1, m, 2, generator=g))[0].numpy()
             lp = teacher.log_prob(torch.from_numpy(np.round(ref * 32768) / 32768).float()[None], cond, spk)
+        students.append(x)
+        refs.append(ref)
         out["student"].append(distance(x, ref))
         out["student_same_span"].append(distance(x[:m], ref[:m]))
         out["teacher"].append(distance(y, ref[:m]))
@@ -254,5 +259,12 @@ def evaluate_copy_synthesis(teacher_path: str, student_path: str, root: str, spl
         noise = np.random.default_rng(seed).standard_normal(len(ref)) * ref.std()
         out["noise"].append(distance(noise, ref))
         out["teacher_bits_per_sample"].append(float(-lp.mean() / np.log(2)))
-    return {"split": split, "utterances": len(rows), "teacher_seconds": teacher_seconds,
-            **{f"logmel_l1_{k}" if k != "teacher_bits_per_sample" else k: float(np.mean(v)) for k, v in out.items()}}
+    result = {"split": split, "utterances": len(rows), "teacher_seconds": teacher_seconds,
+              **{f"logmel_l1_{k}" if k != "teacher_bits_per_sample" else k: float(np.mean(v)) for k, v in out.items()}}
+    if wer:
+        from training.objectives.tts_eval import pocketsphinx_texts, word_error_rate
+
+        texts = [r.get("normalized", r["text"]) for r in rows]
+        result["wer_pocketsphinx_student"] = word_error_rate(texts, pocketsphinx_texts(students, fc.sample_rate))
+        result["wer_pocketsphinx_reference"] = word_error_rate(texts, pocketsphinx_texts(refs, fc.sample_rate))
+    return result
