@@ -24,8 +24,8 @@ _TRITON: list = []  # [module or None], resolved once
 PARALLEL_MIN_FLOPS = 1 << 18  # below this a parallel region costs more than it saves
 LONG_N = 64  # without the C kernel, spmm with more columns and (br, 1) blocks runs kernels/conv.py's
 # the C SpMM runs for blocks wider than one column, and for (br, 1) blocks from this many columns
-# (below it numba's one SpMV per column wins; measured, docs/kernels.md); key 0: any other br
-C_MIN_N = {16: 4, 0: 3}
+# (for one column numba's SpMV is as fast or faster; measured, docs/kernels.md)
+C_MIN_N = 2
 
 
 def _fallback(reason: str) -> str:
@@ -104,7 +104,7 @@ def _fallback_numba(reason: str) -> None:
 
 def cpu_spmm_kernel(m: BlockSparseMatrix, n: int) -> str:
     """'c', 'numba' or 'conv': the CPU kernel ops.spmm runs for float32 x with n columns."""
-    if (m.block[1] > 1 or n >= C_MIN_N.get(m.block[0], C_MIN_N[0])) and c_spmm_lib() is not None:
+    if (m.block[1] > 1 or n >= C_MIN_N) and c_spmm_lib() is not None:
         return "c"
     if n > LONG_N and m.block[1] == 1:
         return "conv"

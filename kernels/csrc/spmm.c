@@ -141,6 +141,77 @@ static const tile_fn TILES[5][2][4] = {
     {{tile1_16_1, 0, 0, 0}, {tilen_16_1, 0, 0, 0}},
 };
 
+/* Rows in lanes, for (br, 1) blocks and few columns: the br rows of a block are
+   RV vectors (the last masked by rm), and each stored block adds them times
+   x[col, j] (broadcast) for J columns: J FMAs per block where the register
+   tile above spends br / W x ceil(J / W). The J x br result is stored transposed. */
+static inline __attribute__((always_inline)) void lanes_body(
+    const int RV, const int J, const float *w, const int *ci, int nblk, int br, vmask rm, int nrows,
+    const float *x, int64_t ldx, int j0, float *out, int64_t ldo) {
+    vf acc[2][8];
+#pragma GCC unroll 2
+    for (int v = 0; v < RV; v++)
+#pragma GCC unroll 8
+        for (int j = 0; j < J; j++) acc[v][j] = VZERO();
+    for (int k = 0; k < nblk; k++) {
+        vf wv[2];
+#pragma GCC unroll 2
+        for (int v = 0; v < RV; v++) wv[v] = VLOADM(w + (int64_t)k * br + v * W, v == RV - 1 ? rm : FULL_MASK);
+        const float *xr = x + (int64_t)ci[k] * ldx + j0;
+#pragma GCC unroll 8
+        for (int j = 0; j < J; j++) {
+            const vf xs = VSET1(xr[j]);
+#pragma GCC unroll 2
+            for (int v = 0; v < RV; v++) acc[v][j] = VFMA(wv[v], xs, acc[v][j]);
+        }
+    }
+#if ISA == 0
+    float tmp[8][2 * W] = {{0}}; /* gcc cannot see that the portable stores fill every lane */
+#else
+    float tmp[8][2 * W];
+#endif
+#pragma GCC unroll 8
+    for (int j = 0; j < J; j++)
+#pragma GCC unroll 2
+        for (int v = 0; v < RV; v++) VSTOREM(&tmp[j][v * W], acc[v][j], FULL_MASK);
+    for (int r = 0; r < nrows; r++)
+        for (int j = 0; j < J; j++) out[(int64_t)r * ldo + j0 + j] = tmp[j][r];
+}
+
+typedef void (*lanes_fn)(const float *, const int *, int, int, vmask, int, const float *, int64_t, int, float *,
+                         int64_t);
+#define DEF_LANES(RV, J)                                                                                \
+    static void lanes_##RV##_##J(const float *w, const int *ci, int nblk, int br, vmask rm, int nrows,  \
+                                 const float *x, int64_t ldx, int j0, float *out, int64_t ldo) {        \
+        lanes_body(RV, J, w, ci, nblk, br, rm, nrows, x, ldx, j0, out, ldo);                            \
+    }
+#define DEF_LANES_RV(RV) DEF_LANES(RV, 1) DEF_LANES(RV, 2) DEF_LANES(RV, 3) DEF_LANES(RV, 4) \
+                         DEF_LANES(RV, 5) DEF_LANES(RV, 6) DEF_LANES(RV, 7) DEF_LANES(RV, 8)
+DEF_LANES_RV(1)
+DEF_LANES_RV(2)
+#define LANES_ROW(RV) {lanes_##RV##_1, lanes_##RV##_2, lanes_##RV##_3, lanes_##RV##_4, \
+                       lanes_##RV##_5, lanes_##RV##_6, lanes_##RV##_7, lanes_##RV##_8}
+static const lanes_fn LANES[2][8] = {LANES_ROW(1), LANES_ROW(2)};
+
+/* Whether rows in lanes pays for this block height and column count: half the FMAs
+   of the register tile or fewer (measured: the transposed store costs the rest). */
+static int lanes_pays(int br, int bc, int N) {
+    const int rv = (br + W - 1) / W;
+    return bc == 1 && rv <= 2 && 2 * rv * N <= br * ((N + W - 1) / W);
+}
+
+static void spmm_lanes(const float *w, const int *ci, int nblk, int br, int nrows, const float *x, int64_t ldx,
+                       int N, float *out, int64_t ldo) {
+    const int rv = (br + W - 1) / W;
+    int jmax = MAX_ACC / rv;
+    if (jmax > 8) jmax = 8;
+    const vmask rm = tail_mask(br - (rv - 1) * W);
+    for (int j0 = 0; j0 < N; j0 += jmax) {
+        const int J = N - j0 < jmax ? N - j0 : jmax;
+        LANES[rv - 1][J - 1](w, ci, nblk, br, rm, nrows, x, ldx, j0, out, ldo);
+    }
+}
+
 static int log2_rg(int rg) { return rg == 16 ? 4 : rg == 8 ? 3 : rg == 4 ? 2 : rg == 2 ? 1 : 0; }
 
 /* The widest row group (16, 8, 4, 2, 1) that fits in rem rows and the register budget. */
@@ -199,7 +270,7 @@ int sw_spmm(const void *vals, int vdtype, const int *col_idx, const int *row_ptr
         free(scratch);
         return -1;
     }
-    const int which = bc == 1 ? 0 : 1;
+    const int which = bc == 1 ? 0 : 1, lanes = lanes_pays(br, bc, N);
     for (int rb = rb0; rb < rb1; rb++) {
         const int k0 = row_ptr[rb], nblk = row_ptr[rb + 1] - k0;
         const int r0 = rb * br, nrows = R - r0 < br ? R - r0 : br;
@@ -207,6 +278,10 @@ int sw_spmm(const void *vals, int vdtype, const int *col_idx, const int *row_ptr
         if (vdtype != 0 && nblk > 0) {
             decode(vals, vdtype, (int64_t)k0 * bs, (int64_t)nblk * bs, scratch);
             w = scratch;
+        }
+        if (lanes) {
+            spmm_lanes(w, col_idx + k0, nblk, br, nrows, x, ldx, N, out + (int64_t)r0 * ldo, ldo);
+            continue;
         }
         for (int rg0 = 0; rg0 < nrows; ) {
             const int rg = row_group(nrows - rg0);
