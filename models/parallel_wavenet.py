@@ -192,8 +192,9 @@ class ParallelWaveNetSynthesizer:
         from models.text import FrontendConfig, Phone, features_from_phones, pho_symbols, text_to_phones, to_model_input
 
         if self.config.cond_kind != "linguistic":
-            raise ValueError("this Parallel WaveNet is conditioned on log-mel (copy-synthesis); "
-                             "it cannot speak text: call vocode(mel) instead")
+            raise ValueError("this Parallel WaveNet is a log-mel vocoder (copy-synthesis): it cannot read text "
+                             "(sparsewave has no text-to-mel model); it vocodes mel frames, see "
+                             "`sparsewave eval parallel-wavenet`")
         voice = self._voice(voice)
         if not 0.25 <= speed <= 4.0:
             raise ValueError(f"speed {speed} is outside 0.25 ... 4")

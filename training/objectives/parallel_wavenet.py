@@ -209,7 +209,8 @@ def evaluate_copy_synthesis(teacher_path: str, student_path: str, root: str, spl
     """Copy-synthesis from log-mel on held-out utterances (mel-conditioned bundles): log-mel L1
     distance to the reference for the student (whole utterance) and the teacher (its first
     `teacher_seconds`: it is slow), next to two floors, silence and white noise at the
-    reference's power; plus the teacher's bits per sample on the reference audio. With `wer`,
+    reference's power; plus the teacher's bits per sample on the reference audio, and STOI and
+    wide-band PESQ where `pystoi` and `pesq` are installed (they are optional). With `wer`,
     pocketsphinx WER of the student's whole utterances next to the reference audio's (the
     teacher's short spans are not transcribed)."""
     import json
@@ -230,6 +231,7 @@ def evaluate_copy_synthesis(teacher_path: str, student_path: str, root: str, spl
     if not rows:
         raise ValueError(f"{root}: no {split} utterances")
     g = torch.Generator().manual_seed(seed)
+    scorers = speech_scorers(fc.sample_rate)
 
     def distance(a: np.ndarray, b: np.ndarray) -> float:
         n = min(len(a), len(b))
@@ -259,8 +261,13 @@ def evaluate_copy_synthesis(teacher_path: str, student_path: str, root: str, spl
         noise = np.random.default_rng(seed).standard_normal(len(ref)) * ref.std()
         out["noise"].append(distance(noise, ref))
         out["teacher_bits_per_sample"].append(float(-lp.mean() / np.log(2)))
+        for name, score in scorers.items():  # reference first, then the degraded signal
+            for key, (a, b) in {"student": (ref, x), "student_same_span": (ref[:m], x[:m]),
+                                "teacher": (ref[:m], y), "noise": (ref, noise)}.items():
+                out.setdefault(f"{name}_{key}", []).append(score(a, b))
     result = {"split": split, "utterances": len(rows), "teacher_seconds": teacher_seconds,
-              **{f"logmel_l1_{k}" if k != "teacher_bits_per_sample" else k: float(np.mean(v)) for k, v in out.items()}}
+              **{k if k == "teacher_bits_per_sample" or k.startswith(tuple(scorers)) else f"logmel_l1_{k}":
+                 float(np.nanmean(v)) for k, v in out.items()}}
     if wer:
         from training.objectives.tts_eval import pocketsphinx_texts, word_error_rate
 
@@ -268,3 +275,29 @@ def evaluate_copy_synthesis(teacher_path: str, student_path: str, root: str, spl
         result["wer_pocketsphinx_student"] = word_error_rate(texts, pocketsphinx_texts(students, fc.sample_rate))
         result["wer_pocketsphinx_reference"] = word_error_rate(texts, pocketsphinx_texts(refs, fc.sample_rate))
     return result
+
+
+def speech_scorers(sample_rate: int) -> dict[str, Any]:
+    """STOI and wide-band PESQ, each (reference, degraded) -> float, for the packages that are
+    installed; PESQ is NaN where it finds no speech in a signal."""
+    import numpy as np
+
+    scorers = {}
+    try:
+        from pystoi import stoi
+
+        scorers["stoi"] = lambda ref, deg: float(stoi(np.float64(ref), np.float64(deg), sample_rate))
+    except ImportError:
+        pass
+    try:
+        from pesq import PesqError, pesq
+
+        def wide_band_pesq(ref, deg):
+            try:
+                return float(pesq(sample_rate, np.float64(ref), np.float64(deg), "wb"))
+            except PesqError:
+                return float("nan")
+        scorers["pesq"] = wide_band_pesq
+    except ImportError:
+        pass
+    return scorers
