@@ -28,14 +28,17 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
+from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 from torch import nn
 from torch.nn import functional as F
 
+from kernels.cpu import spmv_into
 from kernels.numba_util import slp_only
 from models import wavernn_fused as wf
+from models.wavernn_tile import tile16x8
 from models.features import scale_byte
 
 
@@ -165,6 +168,16 @@ def subscale_generate(model, cond, speaker, uniforms) -> torch.Tensor:
 
 # --- the fused subscale sampler ------------------------------------------------------
 @intrinsic
+def _sched_yield(typingctx):
+    """libc's sched_yield(), by name (a ctypes pointer would stop numba's disk cache)."""
+    def codegen(context, builder, sig, args):
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(32), []), "sched_yield")
+        builder.call(fn, [])
+        return context.get_dummy_value()
+    return types.void(), codegen
+
+
+@intrinsic
 def _load_acquire(typingctx, arr, idx):
     def codegen(context, builder, sig, args):
         ary = context.make_array(sig.args[0])(context, builder, args[0])
@@ -183,49 +196,130 @@ def _store_release(typingctx, arr, idx, val):
     return types.void(arr, idx, val), codegen
 
 
+TILE = 8  # streams per register tile (models/wavernn_tile.py)
+
+
+@njit(cache=True)
+def _pad16(n):
+    return (n + 15) // 16 * 16
+
+
 @njit(fastmath=True, error_model="numpy", nogil=True, cache=True)
-def _worker(W, wx, P, hop, ctx_w, ctx_b, wctx, Fh, Pp, uniforms, out, G, progress, g, lo, hi):
-    """Streams lo..hi of one utterance. P (K, 3H); ctx_w (D, B * win); ctx_b
-    (B, D); wctx (D, 3H); G (B, n + Pp + Fh) values, position j at j + Pp."""
-    H = wx.shape[1] // 3
-    B, D = ctx_b.shape
+def _mm(m, X, Y, r0, r1):
+    """Y[r] = S X[r] for the rows r0..r1 of a stream batch (rows rounded out
+    to whole tiles: X and Y have a multiple of TILE rows; extra rows are
+    computed and ignored). 16x1 blocks share each weight load over TILE
+    streams; other blocks run one SpMV per stream."""
+    indptr, indices, values, br, bc = m
+    if br == 16 and bc == 1:
+        for t in range(r0 // TILE * TILE, r1, TILE):
+            tile16x8(values, indices, indptr, X, Y, t)
+    else:
+        for r in range(r0, r1):
+            spmv_into(values, indices, indptr, br, bc, X[r], Y[r])
+
+
+@njit(fastmath=True, error_model="numpy", nogil=True, cache=True)
+def _logits(Oa, ba, Ob, X, Y1, LG, r0, r1, half):
+    """LG[r] = Ob relu(Oa X[r] + ba) for the rows r0..r1 (Ob's bias is
+    added by sample_byte)."""
+    _mm(Oa, X, Y1, r0, r1)
+    for r in range(r0, r1):
+        wf._bias_relu(Y1[r], ba, half)
+    _mm(Ob, Y1, LG, r0, r1)
+
+
+@njit(fastmath=True, error_model="numpy", nogil=True, cache=True)
+def _ctx_inputs(ctx_wt, ctx_b, G, i, j, win, x):
+    """x[2:] = relu(context net) of sub-tensor i at position j: earlier
+    sub-tensors k < i at G[k, j .. j + win) (G is padded by Pp in front);
+    ctx_wt (B * win, D), the linear layer transposed, so that the inner loop
+    runs over the D outputs (one vector FMA per input value)."""
+    D = ctx_b.shape[1]
+    y = x[2:]
+    for dd in range(D):
+        y[dd] = ctx_b[i, dd]
+    for kk in range(i):
+        for d in range(win):
+            g = G[kk, j + d]
+            w = ctx_wt[kk * win + d]
+            for dd in range(D):
+                y[dd] += w[dd] * g
+    for dd in range(D):
+        y[dd] = max(y[dd], np.float32(0.0))
+
+
+@njit(fastmath=True, error_model="numpy", nogil=True, cache=True)
+def _worker(W, Win, wx2, P, hop, ctx_wt, ctx_b, Fh, Pp, uniforms, out, G, progress, g, lo, hi):
+    """Streams lo..hi of one utterance, advanced together one step at a time.
+
+    P (K, 3H) frame conditioning; Win: the input matrix over [c_{t-1},
+    f_{t-1}, context features] (3H, 2 + D), packed dense; wx2 (3H,) the
+    column of c_t; ctx_wt (B * win, D), ctx_b (B, D); G (B, n + Pp + Fh)
+    values, position j at j + Pp. Each matrix product runs once per step
+    over all active streams of the group (`_mm`)."""
+    R, b_hh, O1, b1, O2, b2, O3, b3, O4, b4 = W
+    H = wx2.shape[0] // 3
+    half = H // 2
+    B = ctx_b.shape[0]
     n = G.shape[1] - Pp - Fh
     win = Pp + Fh + 1
     K = P.shape[0]
-    h = np.zeros((hi - lo, H), np.float32)
-    _, hn, gh, gi, y1, lg, cdf = wf._scratch(H, 16)
-    window = np.zeros(B * win, np.float32)
-    c_prev = np.full(hi - lo, 128, np.int64)
-    f_prev = np.zeros(hi - lo, np.int64)
+    rows = (hi - lo + TILE - 1) // TILE * TILE
+    X = np.zeros((rows, 2 + ctx_b.shape[1]), np.float32)
+    Hs = np.zeros((rows, _pad16(H)), np.float32)
+    HN = np.zeros((rows, _pad16(H)), np.float32)
+    HF = np.zeros((rows, _pad16(half)), np.float32)
+    GI = np.zeros((rows, _pad16(3 * H)), np.float32)
+    GH = np.zeros((rows, _pad16(3 * H)), np.float32)
+    Y1 = np.zeros((rows, _pad16(half)), np.float32)
+    LG = np.zeros((rows, 256), np.float32)
+    cdf = np.zeros(256)
+    c_prev = np.full(rows, 128, np.int64)
+    f_prev = np.zeros(rows, np.int64)
+    tix = np.zeros(rows, np.int64)
+    zero = lo - lo  # not a literal 0 (see wavernn_fused._step)
     for s in range(n + (B - 1) * (Fh + 1)):
         if g > 0:
+            spins = 0
             while _load_acquire(progress, g - 1) < s:
-                pass
-        for i in range(lo, hi):
-            j = s - i * (Fh + 1)
-            if j < 0 or j >= n:
-                continue
-            t = j * B + i
+                spins += 1
+                if spins > 2000:  # the group before is not running (shared cores): give way
+                    _sched_yield()
+        # active sub-tensors: 0 <= j = s - i (F + 1) < n, a contiguous range
+        a0 = max(lo, (s - n) // (Fh + 1) + 1)
+        a1 = min(hi, s // (Fh + 1) + 1)
+        r0, r1 = a0 - lo, a1 - lo
+        if r0 >= r1:
+            _store_release(progress, g, np.int64(s + 1))
+            continue
+        for i in range(a0, a1):
+            r = i - lo
+            tix[r] = (s - i * (Fh + 1)) * B + i  # the sample made by sub-tensor i at this step
+            X[r, 0] = np.float32(c_prev[r]) / np.float32(127.5) - np.float32(1.0)
+            X[r, 1] = np.float32(f_prev[r]) / np.float32(127.5) - np.float32(1.0)
+            _ctx_inputs(ctx_wt, ctx_b, G, i, s - i * (Fh + 1), win, X[r])
+        _mm(Win, X, GI, r0, r1)
+        _mm(R, Hs, GH, r0, r1)
+        for r in range(r0, r1):
+            t = tix[r]
             k = min(t // hop, K - 1)
-            wf._interp(P, k, min(k + 1, K - 1), (t % hop) / hop, gi, 3 * H)
-            for kk in range(B):
-                for d in range(win):
-                    window[kk * win + d] = G[kk, j + d] if kk < i else np.float32(0.0)
-            for dd in range(D):
-                acc = np.float32(0.0)
-                for q in range(B * win):
-                    acc += ctx_w[dd, q] * window[q]
-                acc += ctx_b[i, dd]
-                if acc > 0:
-                    wf._axpy(acc, wctx[dd], gi, 3 * H)
-            s_i = i - lo
-            wf._axpy(np.float32(c_prev[s_i]) / np.float32(127.5) - np.float32(1.0), wx[0], gi, 3 * H)
-            wf._axpy(np.float32(f_prev[s_i]) / np.float32(127.5) - np.float32(1.0), wx[1], gi, 3 * H)
-            c, f = wf._step(W, gi, h[s_i], hn, gh, y1, lg, cdf, wx, uniforms[t, 0], uniforms[t, 1])
-            wf._copy(hn, h[s_i], H)
-            out[t] = c * 256 + f
-            G[i, j + Pp] = np.float32(c * 256 + f - 32768) / np.float32(32768.0)
-            c_prev[s_i], f_prev[s_i] = c, f
+            wf._interp_add(P[k], P[min(k + 1, K - 1)], (t % hop) / hop, GI[r], 3 * H)
+            wf._add(GH[r], b_hh, 3 * H)
+            wf._gates(GI[r], GH[r], Hs[r], HN[r], zero, half, H)
+        _logits(O1, b1, O2, HN, Y1, LG, r0, r1, half)
+        for r in range(r0, r1):
+            c_prev[r] = wf.sample_byte(LG[r], b2, uniforms[tix[r], 0], cdf)
+            wf._axpy(np.float32(c_prev[r]) / np.float32(127.5) - np.float32(1.0), wx2, GI[r], 3 * H)
+            wf._gates(GI[r], GH[r], Hs[r], HN[r], half, H, H)
+            wf._copy(HN[r, half:], HF[r], half)
+        _logits(O3, b3, O4, HF, Y1, LG, r0, r1, half)
+        for r in range(r0, r1):
+            f_prev[r] = wf.sample_byte(LG[r], b4, uniforms[tix[r], 1], cdf)
+            wf._copy(HN[r], Hs[r], H)
+            t = tix[r]
+            out[t] = c_prev[r] * 256 + f_prev[r]
+            G[t % B, t // B + Pp] = np.float32(out[t] - 32768) / np.float32(32768.0)
         _store_release(progress, g, np.int64(s + 1))
 
 
@@ -241,9 +335,10 @@ def _compile() -> None:
         H, B, D = 32, 2, 2
         f32 = np.float32
         with slp_only():
-            _worker(wf._warm_weights(H), np.zeros((3, 3 * H), f32), np.zeros((2, 3 * H), f32), 4,
-                    np.zeros((D, B * 3), f32), np.zeros((B, D), f32), np.zeros((D, 3 * H), f32), 1, 1,
-                    np.zeros((4, 2)), np.zeros(4, np.int64), np.zeros((B, 4), f32), np.zeros(1, np.int64), 0, 0, B)
+            W = wf._warm_weights(H)
+            _worker(W, W[0], np.zeros(3 * H, f32), np.zeros((2, 3 * H), f32), 4, np.zeros((B * 3, D), f32),
+                    np.zeros((B, D), f32), 1, 1, np.zeros((4, 2)), np.zeros(4, np.int64), np.zeros((B, 4), f32),
+                    np.zeros(1, np.int64), 0, 0, B)
         _SUB_READY = True
 
 
@@ -254,10 +349,11 @@ class FusedSubscale(wf.FusedWaveRNN):
         super().__init__(model, sparse, block)
         cfg = model.config
         ctx = model.ctx_net
-        self.ctx_w = np.ascontiguousarray(ctx.linear.weight.detach().float().numpy())
+        self.ctx_wt = np.ascontiguousarray(ctx.linear.weight.detach().float().numpy().T)
         self.ctx_b = np.ascontiguousarray((ctx.sub_bias + ctx.linear.bias).detach().float().numpy())
-        w = model.masked_weight_ih()[:, 3 + cfg.cond_hidden:].detach().float().numpy()
-        self.wctx = np.ascontiguousarray(w.T)
+        w = model.masked_weight_ih()[:, 3 + cfg.cond_hidden:].detach().float().numpy()  # (3H, D)
+        # one dense input matrix over [c_{t-1}, f_{t-1}, context features]
+        self.Win = (*wf.dense_bsr(np.concatenate([self.wx[:2].T, w], 1), (16, 1)), 16, 1)
         self.B, self.Fh, self.Pp = cfg.subscale, cfg.subscale_future, cfg.subscale_past
 
     def run_frames(self, P: np.ndarray, u: np.ndarray, out: np.ndarray, threads: int = 2) -> np.ndarray:
@@ -270,7 +366,7 @@ class FusedSubscale(wf.FusedWaveRNN):
             flat = np.zeros(n * self.B, np.int64)
 
             def run(g):
-                _worker(self.W, self.wx, P[b], self.hop, self.ctx_w, self.ctx_b, self.wctx, self.Fh, self.Pp,
+                _worker(self.W, self.Win, self.wx[2], P[b], self.hop, self.ctx_wt, self.ctx_b, self.Fh, self.Pp,
                         u[b], flat, G, progress, g, int(groups[g][0]), int(groups[g][-1]) + 1)
             if len(groups) == 1:
                 run(0)

@@ -78,3 +78,25 @@ def test_subscale_reference_matches_teacher_forcing_and_fused():
     for threads in (1, 2, 3):
         fused = FusedSubscale(model, sparse=False).generate(cond, spk, u.numpy(), threads=threads)
         np.testing.assert_array_equal(fused, out.numpy())
+
+
+def test_fused_subscale_sparse_batched_products_equal_reference():
+    """B = 16 streams: two 8-stream tiles of the 16x1 product (one per thread
+    with two threads), partial tiles in the ramps; 4x4 blocks take the
+    one-stream path."""
+    from kernels.linear import block_magnitude_mask
+
+    for block in ((16, 1), (4, 4)):
+        model = tiny_subscale(seed=2, subscale=16, subscale_future=1, sparse_block=block)
+        params = dict(model.named_parameters())
+        with torch.no_grad():
+            for name in model.SPARSE:
+                params[name].mul_(block_magnitude_mask(params[name], 0.5, block))
+        g = torch.Generator().manual_seed(3)
+        cond, spk = torch.randn(1, 6, 6, generator=g), torch.tensor([1])
+        u = torch.rand(1, 96, 2, generator=g, dtype=torch.float64)
+        out = model.generate(cond, spk, u).numpy()
+        fused = FusedSubscale(model, sparse=True)
+        assert fused.density < 0.6
+        for threads in (1, 2):
+            np.testing.assert_array_equal(fused.generate(cond, spk, u.numpy(), threads=threads), out)
