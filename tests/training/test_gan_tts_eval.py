@@ -1,4 +1,5 @@
-"""`sparsewave eval fdsd`: the four distances, the floor and WERs, end to end on real tools."""
+"""`sparsewave eval fdsd`: the four distances, the floor and WERs, end to end on real tools, with
+both references (MBROLA renders of exact labels; the corpus's own recordings)."""
 import json
 
 import numpy as np
@@ -11,7 +12,9 @@ from models.deepspeech2.model import DeepSpeech2Config
 from models.gan_tts import GanTTSConfig, GanTTSGenerator, export_onnx
 from models.text import FrontendConfig, mbrola_voice_path, pho_symbols
 from training.objectives.deepspeech2 import DeepSpeech2DecodeConfig, DeepSpeech2Objective, DeepSpeech2RunConfig
-from training.objectives.gan_tts import evaluate_fdsd
+from models.audio import write_audio
+from training.data.voices import BY_NAME, synthesize
+from training.objectives.tts_eval import evaluate_fdsd
 
 try:
     mbrola_voice_path("mb-us1")
@@ -58,3 +61,26 @@ def test_eval_fdsd_end_to_end(tmp_path):
     assert out["fdsd"] > out["floor_real_vs_real"]["fdsd"]
     assert out["recognizer"]["model_type"] == "deepspeech2"
     assert out["wer_pocketsphinx"]["generated"] >= 0 and out["wer_ds2"]["real"] >= 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAVE_MBROLA, reason="needs espeak-ng and the MBROLA voice us1")
+def test_eval_fdsd_against_the_corpus_recordings(tmp_path):
+    """Any TTS bundle against the held-out rows' own audio (here espeak-ng renders at 22 kHz,
+    resampled to the model's 16 kHz)."""
+    corpus = tmp_path / "corpus"
+    (corpus / "wavs").mkdir(parents=True)
+    rows = []
+    for i, text in enumerate(SENTENCES):
+        audio, sr, _ = synthesize(BY_NAME["espeak-en-us"], text, tmp_path / "work")
+        write_audio(corpus / "wavs" / f"u{i}.wav", audio, sr)
+        rows.append({"id": f"u{i}", "split": "test", "normalized": text})
+    (corpus / "labels.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    out = evaluate_fdsd(str(gan_bundle(tmp_path)), str(corpus), str(ds2_bundle(tmp_path)), reference="corpus")
+    assert out["reference"] == "corpus" and out["model_type"] == "gan-tts" and out["sentences"] == 10
+    for key in ("fdsd", "kdsd", "cfdsd", "ckdsd"):
+        assert np.isfinite(out[key])
+    assert out["fdsd"] > out["floor_real_vs_real"]["fdsd"]
+    assert out["wer_pocketsphinx"]["real"] < out["wer_pocketsphinx"]["generated"]
+    with pytest.raises(ValueError, match="reference"):
+        evaluate_fdsd(str(tmp_path / "gan"), str(corpus), str(tmp_path / "ds2"), reference="x")

@@ -17,7 +17,7 @@ import copy
 import dataclasses
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,10 +33,8 @@ from models.gan_tts import GanTTSConfig, GanTTSGenerator, conditioning, export_o
 from models.registry import bundle_tensors
 from models.text import FrontendConfig, pho_symbols
 from training.checkpoint import load_checkpoint
-from training.data.readers import read_labels
 from training.config import LoopConfig, OptimConfig
 from training.objectives.tts_corpus import CorpusTTSObjective, TTSCorpus
-from training.objectives.tts_eval import pocketsphinx_texts, word_error_rate
 from training.sparsity import SparsityConfig
 
 
@@ -259,25 +257,7 @@ class GanTTSObjective(CorpusTTSObjective):
                 provenance=provenance, licence=self.licence(), package_version=package_version, assets=assets)
 
 
-# --- evaluation: `sparsewave eval fdsd` -------------------------------------------
-def recognizer_features(transcriber) -> Callable[[np.ndarray], np.ndarray]:
-    """FDSD features from a Deep Speech 2 runtime: its top recurrent layer's output,
-    averaged over the utterance's frames (the paper averages DS2 activations over time)."""
-    model, logmel = transcriber.model, transcriber.logmel
-
-    @torch.no_grad()
-    def features(audio: np.ndarray) -> np.ndarray:
-        feats = logmel(torch.from_numpy(np.asarray(audio, np.float32))[None])
-        lengths = torch.tensor([feats.shape[1]])
-        h, out_lengths = model.encode(feats, lengths)
-        mask = torch.ones(1, h.shape[1], dtype=torch.bool)
-        for i in range(len(model.rnns)):
-            h, _ = model.rnn_layer(i, h, out_lengths, mask)
-        return h[0].mean(0).numpy()
-
-    return features
-
-
+# --- evaluation: `sparsewave eval fdsd` (training/objectives/tts_eval.py) ------------
 def reference_pairs(synth, texts: list[str]) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Each held-out text rendered by MBROLA in one of the bundle's voices (round robin),
     trimmed and normalized as the corpus is, and the generator's audio from the very same
@@ -300,44 +280,9 @@ def reference_pairs(synth, texts: list[str]) -> tuple[list[np.ndarray], list[np.
     return real, fake
 
 
-def evaluate_fdsd(model: str, data: str, recognizer: str, limit: int = 0, seed: int = 0) -> dict[str, Any]:
-    """FDSD/KDSD/cFDSD/cKDSD of a GAN-TTS bundle on the corpus's held-out sentences (valid and
-    test splits), the real-audio floor, and WER of generated vs real audio (DS2 and pocketsphinx)."""
-    from models.bundle import load_bundle
-    from models.gan_tts import GanTTSSynthesizer
-    from models.inference import load_runtime
-    from models.speech_distance import features, kernel_distance_splits, real_floor, speech_distances
-    from models.text import normalize_text
+def evaluate_fdsd(model: str, data: str, recognizer: str, limit: int = 0, seed: int = 0,
+                  reference: str = "auto") -> dict[str, Any]:
+    """See training/objectives/tts_eval.py `evaluate_fdsd` (kept here for existing imports)."""
+    from training.objectives.tts_eval import evaluate_fdsd as evaluate
 
-    synth = GanTTSSynthesizer(load_bundle(model))
-    rec_bundle, transcriber = load_runtime(recognizer)
-    texts = sorted({r["normalized"] for r in read_labels(data) if r.get("split") in ("valid", "test")})
-    texts = [texts[i] for i in np.random.default_rng(seed).permutation(len(texts))][: limit or None]
-    if len(texts) < 8:
-        raise ValueError(f"{data}: only {len(texts)} held-out sentences; need at least 8")
-    real, fake = reference_pairs(synth, texts)
-    feature_fn = recognizer_features(transcriber)
-    f_real, f_fake = features(real, feature_fn), features(fake, feature_fn)
-    half = len(texts) // 2
-    a, b = slice(0, half), slice(half, 2 * half)
-    figures = speech_distances(f_fake[a], f_real[a], f_real[b])
-    floor = real_floor(np.concatenate([f_real[a], f_real[b]]), seed)
-    floor_plain = speech_distances(f_real[a], f_real[a], f_real[b])  # real A vs real B, as the model is measured
-    kdsd_mean, kdsd_std = kernel_distance_splits(f_fake, f_real, n_splits=10, subset=half, seed=seed)
-    refs = [normalize_text(t) for t in texts[a]]
-    wer = lambda hyps: word_error_rate(refs, hyps)  # noqa: E731
-    ds2 = lambda audio: [t.text for t in transcriber.transcribe_batch(audio)]  # noqa: E731
-    manifest = rec_bundle.manifest
-    return {
-        "model": str(model), "sentences": len(texts), "set_size": half, "voices": synth.voices,
-        "recognizer": {"bundle": str(recognizer), "model_type": manifest["model_type"],
-                       "weights_sha256": manifest["files"]["weights.safetensors"]["sha256"][:16],
-                       "provenance": {k: manifest.get("provenance", {}).get(k) for k in ("run_dir", "checkpoint", "step")},
-                       "features": "top recurrent layer, time-averaged"},
-        **figures, "kdsd_splits_mean": kdsd_mean, "kdsd_splits_std": kdsd_std,
-        "floor_real_vs_real": {"fdsd": floor_plain["fdsd"], "kdsd": floor_plain["kdsd"],
-                               "fdsd_random_halves": floor["fdsd"], "kdsd_random_halves": floor["kdsd"]},
-        "wer_ds2": {"generated": wer(ds2(fake[a])), "real": wer(ds2(real[a]))},
-        "wer_pocketsphinx": {"generated": wer(pocketsphinx_texts(fake[a], synth.sample_rate)),
-                             "real": wer(pocketsphinx_texts(real[a], synth.sample_rate))},
-    }
+    return evaluate(model, data, recognizer, limit=limit, seed=seed, reference=reference)
