@@ -12,7 +12,9 @@ festival, espeak-ng) work only with "mel".
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -85,9 +87,14 @@ class SpeechData:
         return {"frontend": FrontendConfig().to_dict(), "speakers": speakers, "prosody_voices": prosody}
 
     def licence(self) -> str:
+        """The voices trained on and the licences their corpus rows carry (e.g. "flite (BSD-like)")."""
         voices = self.speakers()
+        labels = Path(self.config.data.root) / "labels.jsonl"
+        rows = [json.loads(x) for x in labels.read_text().splitlines() if x.strip()] if labels.is_file() else []
+        given = sorted({r["licence"] for r in rows if r.get("voice") in voices and r.get("licence")})
         note = "; MBROLA voice data: non-commercial use only" if any(v.startswith("mb-") for v in voices) else ""
-        return f"code: project licence; trained on synthetic speech from {', '.join(voices)}{note}"
+        return (f"code: project licence; trained on synthetic speech from {', '.join(voices)}"
+                f"{' (' + '; '.join(given) + ')' if given else ''}{note}")
 
 
 class WaveNetObjective(Objective):
