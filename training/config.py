@@ -39,7 +39,8 @@ class LoopConfig:
     max_steps: int = 1000
     batch_size: int = 16
     seed: int = 0
-    precision: str = "fp32"  # fp32 | bf16 (CPU or CUDA) | fp16 (CUDA, dynamic loss scaling)
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (dynamic loss scaling; emulated, slow, on most CPUs)
+    loss_scale: float = 65536.0  # fp16: the dynamic loss scale's start (halved on overflow, doubled after 2,000 good steps)
     device: str = "auto"  # auto | cpu | cuda
     log_every: int = 50
     val_every: int = 500

@@ -1,8 +1,8 @@
 """The one shared training loop.
 
-Mixed precision (bf16 autocast on CPU or CUDA; fp16 with dynamic loss
-scaling on CUDA, weights kept in fp32 as master copies - Micikevicius et
-al.), gradient clipping, LR schedules, periodic validation, TensorBoard
+Mixed precision (bf16 autocast; fp16 autocast with dynamic loss scaling,
+weights kept in fp32 as master copies - Micikevicius et al.; both on CPU or
+CUDA, fp16 being the CUDA choice: CPUs without fp16 arithmetic emulate it), gradient clipping, LR schedules, periodic validation, TensorBoard
 scalars, a progress bar, atomic checkpoints, exact resume and DDP under
 torchrun. Objectives (training/objective.py) supply the rest.
 """
@@ -98,9 +98,7 @@ def _autocast(device: torch.device, precision: str):
     if precision == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
     if precision == "fp16":
-        if device.type != "cuda":
-            raise ValueError("loop.precision=fp16 needs CUDA; use bf16 on the CPU")
-        return torch.autocast("cuda", dtype=torch.float16)
+        return torch.autocast(device.type, dtype=torch.float16)
     raise ValueError(f"loop.precision={precision!r}; choose fp32, bf16 or fp16")
 
 
@@ -143,7 +141,8 @@ class Run:
         }
         self.scalers = {}
         if self.loop.precision == "fp16":
-            self.scalers = {k: torch.amp.GradScaler("cuda") for k in self.optimizers}
+            self.scalers = {k: torch.amp.GradScaler(self.device.type, init_scale=self.loop.loss_scale)
+                            for k in self.optimizers}
         self.steps = Steps(self.optimizers, self.schedulers, self.scalers, optim_cfg.grad_clip)
         if self.objective.sparsifier is not None:
             self.steps.pre_step_hooks.append(self.objective.sparsifier.before_optimizer_step)

@@ -1,5 +1,6 @@
 """The shared loop: training lowers the loss, resume after SIGKILL is exact, DDP works."""
 import json
+import math
 import os
 import signal
 import subprocess
@@ -88,7 +89,7 @@ def test_two_process_torchrun(tmp_path):
     assert losses[-1] < losses[0]
 
 
-@pytest.mark.parametrize("precision", ["bf16"])
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_reduced_precision_tracks_fp32(tmp_path, precision):
     finals = {}
     for name in ("fp32", precision):
@@ -97,3 +98,16 @@ def test_reduced_precision_tracks_fp32(tmp_path, precision):
         finals[name] = Run(TinyObjective(cfg), tmp_path / name).fit()["loss"]
     assert finals[precision] < 0.2
     assert abs(finals[precision] - finals["fp32"]) < 0.05 + 0.5 * finals["fp32"]
+
+
+def test_fp16_loss_scaling_skips_overflowing_steps_and_backs_off(tmp_path):
+    """A start scale of 2^40 overflows fp16 gradients: those steps are skipped (weights untouched)
+    and the scale halves until the gradients fit, then training proceeds (Micikevicius et al.)."""
+    cfg = load_config(TinyRunConfig, None, ["loop.max_steps=60", "loop.val_every=60", "loop.precision=fp16",
+                                            "loop.loss_scale=1099511627776", "model.dropout=0.0"])
+    run = Run(TinyObjective(cfg), tmp_path / "fp16")
+    loss = run.fit()["loss"]
+    (scaler,) = run.scalers.values()
+    assert scaler.get_scale() < 2.0 ** 40 / 2 ** 10  # backed off at least ten times
+    assert math.isfinite(loss) and loss < 1.0
+    assert all(p.dtype == torch.float32 for m in run.modules.values() for p in m.parameters())  # fp32 masters
