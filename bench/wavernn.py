@@ -20,6 +20,7 @@ import time
 import numpy as np
 import torch
 
+from kernels.linear import block_magnitude_mask
 from models.subscale import FusedSubscale
 from models.wavernn import WaveRNN, WaveRNNConfig
 from models.wavernn_fused import FusedWaveRNN
@@ -29,16 +30,10 @@ HIDDEN, SR, HOP, DENSITY = 896, 16000, 80, 0.04
 
 def block_prune_(model: WaveRNN, density: float, block=(16, 1)) -> None:
     """Keep the largest-magnitude blocks of each matrix the sparse schedule prunes."""
-    br, bc = block
     params = dict(model.named_parameters())
     with torch.no_grad():
         for name in model.SPARSE:
-            w = params[name]
-            R, C = w.shape
-            scores = w.abs().reshape(R // br, br, C // bc, bc).sum((1, 3))
-            keep = torch.zeros(scores.numel(), dtype=torch.bool)
-            keep[scores.flatten().topk(max(1, int(round(density * scores.numel())))).indices] = True
-            w.mul_(keep.reshape(scores.shape).repeat_interleave(br, 0).repeat_interleave(bc, 1))
+            params[name].mul_(block_magnitude_mask(params[name], 1.0 - density, block))
 
 
 def timed(fn, n_samples: int) -> float:

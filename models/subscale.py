@@ -210,13 +210,13 @@ def _mm(m, X, Y, r0, r1):
     to whole tiles: X and Y have a multiple of TILE rows; extra rows are
     computed and ignored). 16x1 blocks share each weight load over TILE
     streams; other blocks run one SpMV per stream."""
-    indptr, indices, values, br, bc = m
+    values, col_idx, row_ptr, br, bc = m
     if br == 16 and bc == 1:
         for t in range(r0 // TILE * TILE, r1, TILE):
-            tile16x8(values, indices, indptr, X, Y, t)
+            tile16x8(values, col_idx, row_ptr, X, Y, t)
     else:
         for r in range(r0, r1):
-            spmv_into(values, indices, indptr, br, bc, X[r], Y[r])
+            spmv_into(values, col_idx, row_ptr, br, bc, X[r], Y[r])
 
 
 @njit(fastmath=True, error_model="numpy", nogil=True, cache=True)
@@ -353,7 +353,7 @@ class FusedSubscale(wf.FusedWaveRNN):
         self.ctx_b = np.ascontiguousarray((ctx.sub_bias + ctx.linear.bias).detach().float().numpy())
         w = model.masked_weight_ih()[:, 3 + cfg.cond_hidden:].detach().float().numpy()  # (3H, D)
         # one dense input matrix over [c_{t-1}, f_{t-1}, context features]
-        self.Win = (*wf.dense_bsr(np.concatenate([self.wx[:2].T, w], 1), (16, 1)), 16, 1)
+        self.Win = wf.bsr_args(np.concatenate([self.wx[:2].T, w], 1), (16, 1), keep_all=True)
         self.B, self.Fh, self.Pp = cfg.subscale, cfg.subscale_future, cfg.subscale_past
 
     def run_frames(self, P: np.ndarray, u: np.ndarray, out: np.ndarray, threads: int = 2) -> np.ndarray:

@@ -1,14 +1,15 @@
 """The fused WaveRNN sampler: the whole autoregressive loop in numba.
 
 One call runs every sample of every stream in compiled code: the recurrent
-matrix and the four output matrices are block-sparse (BSR: `indptr` per
-block row, `indices` of block columns, `values` (n_blocks, br * bc)), the
-gate nonlinearities use a rational tanh (max abs error 3e-7, vectorized),
-and each byte is drawn by the same float64 inverse CDF as the torch
-reference (models/wavernn.py `sample_byte`), so equal uniforms give equal
+matrix and the four output matrices are block-sparse (kernels/format.py's
+BlockSparseMatrix: `values` (n_blocks, br * bc), `col_idx` of block
+columns, `row_ptr` per block row), the gate nonlinearities use a rational
+tanh (max abs error 3e-7, vectorized), and each byte is drawn by the same
+float64 inverse CDF as the torch reference (models/wavernn.py
+`sample_byte`, with float32 exponentials), so equal uniforms give equal
 samples. Dense weights use the same code with every block present.
 
-The block products are kernels/cpu.py's `spmv_into` (same packed arrays).
+The block products are kernels/cpu.py's `spmv_into`.
 Two compile settings matter on x86: the block kernels need LLVM's SLP
 vectorizer on and its loop vectorizer off, so that a 16x1 block becomes one
 16-lane FMA (the loop vectorizer would vectorize across blocks with gathers
@@ -27,63 +28,33 @@ import torch
 from numba import njit
 
 from kernels.cpu import spmv_into
+from kernels.format import BlockSparseMatrix
 from kernels.numba_util import _bits_f32, slp_only, tanh_f32
 
 PACK_SUFFIXES = (".bsr_indptr", ".bsr_indices", ".bsr_values", ".bsr_shape")
 
 
-# --- packing ---------------------------------------------------------------------
-def pack_bsr(dense: np.ndarray, block: tuple[int, int]):
-    """(R, C) float -> (indptr int32 (nbr + 1,), indices int32 (nnzb,),
-    values float32 (nnzb, br * bc)); edge blocks are zero-padded. Blocks that
-    are all zero are dropped."""
-    br, bc = block
-    R, C = dense.shape
-    pad = np.zeros(((R + br - 1) // br * br, (C + bc - 1) // bc * bc), np.float32)
-    pad[:R, :C] = dense
-    nbr, nbc = pad.shape[0] // br, pad.shape[1] // bc
-    blocks = pad.reshape(nbr, br, nbc, bc).transpose(0, 2, 1, 3)  # (nbr, nbc, br, bc)
-    keep = np.abs(blocks).sum(axis=(2, 3)) > 0
-    indptr = np.zeros(nbr + 1, np.int32)
-    indptr[1:] = np.cumsum(keep.sum(1))
-    rows, cols = np.nonzero(keep)
-    values = np.ascontiguousarray(blocks[rows, cols].reshape(-1, br * bc), dtype=np.float32)
-    return indptr, cols.astype(np.int32), values
-
-
-def dense_bsr(dense: np.ndarray, block: tuple[int, int]):
-    """Like pack_bsr but keeps every block (the dense path of the same code)."""
-    br, bc = block
-    R, C = dense.shape
-    nbr, nbc = (R + br - 1) // br, (C + bc - 1) // bc
-    pad = np.zeros((nbr * br, nbc * bc), np.float32)
-    pad[:R, :C] = dense
-    values = pad.reshape(nbr, br, nbc, bc).transpose(0, 2, 1, 3).reshape(-1, br * bc)
-    indptr = (np.arange(nbr + 1) * nbc).astype(np.int32)
-    return indptr, np.tile(np.arange(nbc, dtype=np.int32), nbr), np.ascontiguousarray(values)
-
-
-def unpack_bsr(indptr, indices, values, shape: tuple[int, int], block: tuple[int, int]) -> np.ndarray:
-    br, bc = block
-    nbr = len(indptr) - 1
-    nbc = (shape[1] + bc - 1) // bc
-    pad = np.zeros((nbr, nbc, br, bc), np.float32)
-    rows = np.repeat(np.arange(nbr), np.diff(indptr))
-    pad[rows, indices] = values.reshape(-1, br, bc)
-    return pad.transpose(0, 2, 1, 3).reshape(nbr * br, nbc * bc)[: shape[0], : shape[1]]
+# --- packing: kernels/format.py's BlockSparseMatrix ----------------------------------
+def bsr_args(dense: np.ndarray, block: tuple[int, int], keep_all: bool = False) -> tuple:
+    """(R, C) float -> the kernels' arguments (values (nnzb, br * bc) float32,
+    col_idx, row_ptr, br, bc). Blocks that are all zero are dropped unless
+    keep_all (the dense path of the same code)."""
+    w = torch.from_numpy(np.ascontiguousarray(dense, dtype=np.float32))
+    return BlockSparseMatrix.from_dense(w, torch.ones_like(w) if keep_all else None, block).numpy_args()
 
 
 def pack_state(state: dict[str, torch.Tensor], names, block) -> dict[str, torch.Tensor]:
-    """A state dict with the named matrices replaced by their BSR arrays."""
+    """A state dict with the named matrices replaced by their BSR arrays
+    (bundle keys name.bsr_indptr / indices / values (nnzb, br * bc) / shape)."""
     out = {}
     for name, tensor in state.items():
         if name not in names:
             out[name] = tensor.detach().cpu().contiguous()
             continue
-        indptr, indices, values = pack_bsr(tensor.detach().float().cpu().numpy(), block)
-        out[name + ".bsr_indptr"] = torch.from_numpy(indptr)
-        out[name + ".bsr_indices"] = torch.from_numpy(indices)
-        out[name + ".bsr_values"] = torch.from_numpy(values)
+        m = BlockSparseMatrix.from_dense(tensor.detach().float().cpu(), None, block)
+        out[name + ".bsr_indptr"] = m.row_ptr
+        out[name + ".bsr_indices"] = m.col_idx
+        out[name + ".bsr_values"] = m.values.reshape(m.nnz_blocks, -1)
         out[name + ".bsr_shape"] = torch.tensor([*tensor.shape, *block], dtype=torch.int64)
     return out
 
@@ -94,18 +65,18 @@ def unpack_state(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if key.endswith(".bsr_shape"):
             name = key[: -len(".bsr_shape")]
             R, C, br, bc = (int(v) for v in tensors[key])
-            dense = unpack_bsr(tensors[name + ".bsr_indptr"].numpy(), tensors[name + ".bsr_indices"].numpy(),
-                               tensors[name + ".bsr_values"].numpy(), (R, C), (br, bc))
-            out[name] = torch.from_numpy(np.ascontiguousarray(dense))
+            m = BlockSparseMatrix(tensors[name + ".bsr_values"].reshape(-1, br, bc), tensors[name + ".bsr_indices"],
+                                  tensors[name + ".bsr_indptr"], (R, C), (br, bc))
+            out[name] = m.to_dense().contiguous()
     return out
 
 
 # --- block kernels: kernels/cpu.py (compiled with SLP on, loop vectorizer off) -------
 @njit(fastmath=True, error_model="numpy", cache=True)
 def bsr_mv(m, x, y):
-    """y[:rows padded to br] = W x for m = (indptr, indices, values, br, bc)."""
-    indptr, indices, values, br, bc = m
-    spmv_into(values, indices, indptr, br, bc, x, y)
+    """y[:rows padded to br] = W x for m = (values, col_idx, row_ptr, br, bc)."""
+    values, col_idx, row_ptr, br, bc = m
+    spmv_into(values, col_idx, row_ptr, br, bc, x, y)
 
 
 # --- elementwise kernels (default loop vectorizer) ---------------------------------
@@ -302,8 +273,7 @@ def _compile() -> None:
 def _warm_weights(H: int):
     """Tiny weights of the types the real ones have, one matrix per block kind."""
     def mat(R, C, block):
-        indptr, indices, values = dense_bsr(np.zeros((R, C), np.float32), block)
-        return indptr, indices, values, block[0], block[1]
+        return bsr_args(np.zeros((R, C), np.float32), block, keep_all=True)
     z = np.zeros
     blocks = [(16, 1), (4, 4), (2, 2)]
     return (
@@ -325,15 +295,14 @@ class FusedWaveRNN:
         cfg = model.config
         self.block = tuple(block or cfg.sparse_block)
         self.hop = cfg.hop_length
-        pack = pack_bsr if sparse else dense_bsr
         sd = {k: v.detach().float().cpu().numpy() for k, v in model.state_dict().items()}
 
         def mat(name):
-            return (*pack(sd[name], self.block), self.block[0], self.block[1])
+            return bsr_args(sd[name], self.block, keep_all=not sparse)
         self.W = (mat("weight_hh"), sd["bias_hh"], mat("o1.weight"), sd["o1.bias"], mat("o2.weight"),
                   sd["o2.bias"], mat("o3.weight"), sd["o3.bias"], mat("o4.weight"), sd["o4.bias"])
         self.wx = np.ascontiguousarray(model.masked_weight_ih()[:, :3].detach().float().numpy().T)
-        self.density = sum(m[2].size for m in self.W[0::2]) / sum(sd[n].size for n in model.SPARSE)
+        self.density = sum(m[0].size for m in self.W[0::2]) / sum(sd[n].size for n in model.SPARSE)
 
     @torch.no_grad()
     def frames(self, cond: torch.Tensor, speaker: torch.Tensor) -> np.ndarray:
