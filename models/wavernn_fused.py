@@ -263,6 +263,7 @@ def _compile() -> None:
         _interp(v, v, 0.5, v, 1)
         _interp_add(v, v, 0.5, v, 1)
         sample_byte(np.zeros(256, f32), np.zeros(256, f32), 0.5, np.zeros(256))
+        _conv_frames(np.zeros((2, 2), f32), np.zeros((1, 2, 2), f32), np.zeros(2, f32), True, np.zeros((2, 2), f32))
         with slp_only():
             W = _warm_weights(H)
             wx = np.zeros((3, 3 * H), f32)
@@ -280,6 +281,62 @@ def _warm_weights(H: int):
         mat(3 * H, H, blocks[0]), z(3 * H, np.float32), mat(H // 2, H // 2, blocks[1]), z(H // 2, np.float32),
         mat(256, H // 2, blocks[2]), z(256, np.float32), mat(H // 2, H // 2, blocks[0]), z(H // 2, np.float32),
         mat(256, H // 2, blocks[0]), z(256, np.float32))
+
+
+# --- the conditioning net in numba (the request path: no torch threads) ---------------
+@njit(fastmath=True, error_model="numpy", nogil=True, cache=True)
+def _conv_frames(x, w, b, relu, out):
+    """out (K, Cout) = conv1d of x (K, Cin) with w (k, Cin, Cout), zero
+    padding k // 2, bias b (Cout,), then relu if asked (k = 1: a linear layer)."""
+    K, Cin = x.shape
+    k, Cout = w.shape[0], w.shape[2]
+    for t in range(K):
+        o = out[t]
+        for co in range(Cout):
+            o[co] = b[co]
+        for d in range(k):
+            src = t + d - k // 2
+            if src < 0 or src >= K:
+                continue
+            for c in range(Cin):
+                v = x[src, c]
+                wc = w[d, c]
+                for co in range(Cout):
+                    o[co] += v * wc[co]
+        if relu:
+            for co in range(Cout):
+                o[co] = max(o[co], np.float32(0.0))
+
+
+class CondFrames:
+    """WaveRNN.cond_frames (frame features + speaker -> gate space, (K, 3H))
+    in numba on the calling thread. torch ran it on its shared OpenMP threads:
+    on 2 busy cores that took 170-230 ms for a short sentence, most of the
+    wait for the first streamed chunk."""
+
+    def __init__(self, model):
+        net = model.cond_net
+        self.speakers = net.speaker.weight.detach().float().numpy()
+        convs = [m for m in net.net if isinstance(m, torch.nn.Conv1d)]
+        # (Cout, Cin, k) -> (k, Cin, Cout): the inner loop runs over outputs
+        self.layers = [(np.ascontiguousarray(c.weight.detach().float().numpy().transpose(2, 1, 0)),
+                        c.bias.detach().float().numpy().copy()) for c in convs]
+        ch = model.config.cond_hidden
+        proj = model.masked_weight_ih()[:, 3: 3 + ch].detach().float().numpy()  # (3H, ch)
+        self.proj = (np.ascontiguousarray(proj.T[None]), model.bias_ih.detach().float().numpy().copy())
+
+    def __call__(self, cond: np.ndarray, speaker: int) -> np.ndarray:
+        """cond (K, C) -> (K, 3H) float32."""
+        K = cond.shape[0]
+        spk = np.broadcast_to(self.speakers[speaker], (K, self.speakers.shape[1]))
+        x = np.ascontiguousarray(np.concatenate([cond, spk], 1), dtype=np.float32)
+        for w, b in self.layers:
+            y = np.empty((K, w.shape[2]), np.float32)
+            _conv_frames(x, w, b, True, y)
+            x = y
+        out = np.empty((K, self.proj[0].shape[2]), np.float32)
+        _conv_frames(x, self.proj[0], self.proj[1], False, out)
+        return out
 
 
 # --- the sampler object --------------------------------------------------------------
@@ -303,11 +360,12 @@ class FusedWaveRNN:
                   sd["o2.bias"], mat("o3.weight"), sd["o3.bias"], mat("o4.weight"), sd["o4.bias"])
         self.wx = np.ascontiguousarray(model.masked_weight_ih()[:, :3].detach().float().numpy().T)
         self.density = sum(m[0].size for m in self.W[0::2]) / sum(sd[n].size for n in model.SPARSE)
+        self.cond = CondFrames(model)
 
-    @torch.no_grad()
     def frames(self, cond: torch.Tensor, speaker: torch.Tensor) -> np.ndarray:
         """(B, K, C) features -> (B, K, 3H) float32 gate-space conditioning."""
-        return np.ascontiguousarray(self.model.cond_frames(cond, speaker).float().numpy())
+        c = np.asarray(cond.detach().float().cpu().numpy(), np.float32)
+        return np.stack([self.cond(c[i], int(speaker[i])) for i in range(c.shape[0])])
 
     def generate(self, cond: torch.Tensor, speaker: torch.Tensor, uniforms, threads: int = 1) -> np.ndarray:
         """Same contract as WaveRNN.generate: (B, K, C), (B,), (B, T, 2) -> (B, T) int64."""
