@@ -6,8 +6,9 @@ Both recognizers get the same 16 kHz audio (the corpus's test split: voices
 and sentences that training never saw). Figures: WER and CER (jiwer,
 corpus level), real-time factors (audio seconds per wall second, one
 utterance at a time, 2 threads), the throughput gain of transcribing 16
-utterances as one batch over one at a time, and onnxruntime vs torch for the
-acoustic model. The last line is one JSON object.
+utterances handed over together (the runtime spreads them over its worker
+threads) over the same 16 one at a time, where one utterance's time goes,
+and onnxruntime vs torch for the acoustic model. The last line is one JSON object.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import argparse
 import json
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -51,15 +53,66 @@ def timed(fn) -> float:
     return time.perf_counter() - t0
 
 
+def stage_times(runtime, audio: list[np.ndarray]) -> dict[str, float]:
+    """Seconds per stage, one utterance at a time in this thread: where the time goes."""
+    from models.deepspeech2.decode import word_timings
+    from models.deepspeech2.text import encode
+
+    out = {"features": 0.0, "acoustic_model": 0.0, "decoder": 0.0, "word_timings": 0.0}
+    for a in audio:
+        t0 = time.perf_counter()
+        feats = runtime.logmel(torch.from_numpy(a)[None])
+        t1 = time.perf_counter()
+        probs = runtime.utterance_log_probs(a)  # features again: subtracted below
+        t2 = time.perf_counter()
+        text = runtime.decode(probs, len(a) / runtime.sample_rate).text
+        t3 = time.perf_counter()
+        word_timings(probs, encode(text), runtime.frame_s, len(a) / runtime.sample_rate)
+        t4 = time.perf_counter()
+        out["features"] += t1 - t0
+        out["acoustic_model"] += (t2 - t1) - (t1 - t0)
+        out["decoder"] += (t3 - t2) - (t4 - t3)  # decode() includes the word timings
+        out["word_timings"] += t4 - t3
+    del feats
+    return out
+
+
+STREAM_CHUNK_MS = 200
+
+
+def streaming_figures(runtime, audio: list[np.ndarray], refs: list[str]) -> dict[str, float]:
+    """Each utterance fed to a stream in 200 ms chunks: speed, the last partial's and the final's error
+    rates, and how often the final equals the whole-file transcript."""
+    from training.objectives.deepspeech2 import error_rates
+
+    step = runtime.sample_rate * STREAM_CHUNK_MS // 1000
+    partials, finals, wall = [], [], 0.0
+    for a in audio:
+        t0 = time.perf_counter()
+        stream = runtime.stream()
+        for i in range(0, len(a), step):
+            partial = stream.feed(a[i:i + step])
+        finals.append(stream.finish().text)
+        wall += time.perf_counter() - t0
+        partials.append(partial)
+    whole = [t.text for t in runtime.transcribe_batch(audio)]
+    p, f = error_rates(refs, partials), error_rates(refs, finals)
+    return {"stream_realtime_factor": sum(len(a) for a in audio) / runtime.sample_rate / wall,
+            "partial_wer": p["wer"], "partial_cer": p["cer"], "stream_wer": f["wer"], "stream_cer": f["cer"],
+            "final_matches_whole_file": float(np.mean([a == b for a, b in zip(finals, whole)]))}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default=str(ROOT / "bundles" / "deepspeech2-default"))
     p.add_argument("--data", default=str(ROOT / "data" / "asr_speech"),
                    help="corpus (default: the shipped bundle's, `sparsewave data speech --voices asr`)")
     p.add_argument("--split", default="test")
-    p.add_argument("--limit", type=int, default=0, help="utterances (default: all; --quick: 24)")
+    p.add_argument("--limit", type=int, default=0, help="utterances (default: all; --quick: 16)")
     p.add_argument("--quick", action="store_true", help="a smaller held-out set, under 50 s")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=0, help="alternating rounds of the batching comparison "
+                                                         "(default 3; --quick: 2)")
     args = p.parse_args(argv)
     if not (Path(args.model) / "manifest.json").is_file():
         fail(f"no bundle at {args.model}; train and export one (see docs/deepspeech2.md) or pass --model")
@@ -70,11 +123,15 @@ def main(argv=None) -> int:
     from models.deepspeech2.decode import greedy_labels, labels_to_text
     from models.deepspeech2.runtime import DeepSpeech2Transcriber
     from models.deepspeech2.text import normalize_transcript
-    from models.inference import load_runtime
+    from models.bundle import load_bundle
     from training.objectives.deepspeech2 import error_rates, row_voice, split_audio
 
-    bundle, runtime = load_runtime(args.model)
-    limit = args.limit or (24 if args.quick else 0)
+    bundle = load_bundle(args.model)
+    if bundle.model_type != "deepspeech2":
+        fail(f"{args.model} is a {bundle.model_type} bundle, not deepspeech2")
+    runtime = DeepSpeech2Transcriber.from_bundle(bundle, threads=args.threads)
+    limit = args.limit or (16 if args.quick else 0)
+    rounds = args.rounds or (2 if args.quick else 3)
     audio, refs, rows = split_audio(args.data, args.split, limit, runtime.sample_rate)
     seconds = sum(len(a) for a in audio) / runtime.sample_rate
     runtime.transcribe_batch(audio[:2])  # warm-up
@@ -91,12 +148,18 @@ def main(argv=None) -> int:
     probs = [lp for i in range(0, len(audio), 16) for lp in runtime.log_probs(audio[i:i + 16])]
     greedy = error_rates(refs, [labels_to_text(greedy_labels(lp)) for lp in probs])
 
-    # Batch Dispatch: 16 concurrent utterances as one batch vs one at a time.
+    # Batch Dispatch: 16 concurrent utterances handed over together vs one at a time, the same
+    # 16, measured back to back in alternating rounds so that both see the same load.
     group = (audio * (16 // len(audio) + 1))[:16]
-    singles = sum((times * (16 // len(times) + 1))[:16])
-    batched = timed(lambda: runtime.transcribe_batch(group))
-    model_singles = timed(lambda: [runtime.log_probs([a]) for a in group])
-    model_batched = timed(lambda: runtime.log_probs(group))
+    singles = batched = model_singles = model_batched = 0.0
+    for _ in range(rounds):
+        singles += timed(lambda: [runtime.transcribe_batch([a]) for a in group])
+        batched += timed(lambda: runtime.transcribe_batch(group))
+        model_singles += timed(lambda: [runtime.log_probs([a]) for a in group])
+        model_batched += timed(lambda: runtime.log_probs(group))
+    # In one thread with one torch thread, as the runtime's workers (and the service's streams) run.
+    worker = ThreadPoolExecutor(1, initializer=torch.set_num_threads, initargs=(1,))
+    stages = worker.submit(stage_times, runtime, group).result()
 
     # Acoustic model alone, one utterance at a time: torch vs onnxruntime (same threads).
     onnx_rtf = None
@@ -109,6 +172,8 @@ def main(argv=None) -> int:
         onnx.log_probs(group[:1])
         onnx_rtf = group_s / timed(lambda: [onnx.log_probs([a]) for a in group])
 
+    streaming = worker.submit(streaming_figures, runtime, audio, refs).result() if runtime.can_stream else {}
+
     ps_hyps, ps_wall = pocketsphinx_transcribe(audio)
     ps = error_rates(refs, [normalize_transcript(h) for h in ps_hyps])
 
@@ -117,10 +182,18 @@ def main(argv=None) -> int:
     print(f"deepspeech2 ({runtime.decoder}): WER {ours['wer']:.4f} CER {ours['cer']:.4f}  "
           f"(greedy WER {greedy['wer']:.4f} CER {greedy['cer']:.4f}); {seconds / wall:.1f}x real time")
     print(f"pocketsphinx: WER {ps['wer']:.4f} CER {ps['cer']:.4f}; {seconds / ps_wall:.1f}x real time")
-    print(f"16 utterances: one at a time {singles:.3f} s, batched {batched:.3f} s -> {singles / batched:.2f}x "
-          f"(acoustic model only: {model_singles / model_batched:.2f}x)")
+    print(f"16 utterances, {rounds} rounds: one at a time {singles:.3f} s, batched {batched:.3f} s -> "
+          f"{singles / batched:.2f}x (acoustic model only: {model_singles / model_batched:.2f}x)")
+    total = sum(stages.values())
+    print("one at a time, where the time goes: " + ", ".join(
+        f"{k} {v:.3f} s ({100 * v / total:.0f}%)" for k, v in stages.items()))
     if onnx_rtf is not None:
         print(f"acoustic model one at a time: torch {torch_rtf:.1f}x, onnxruntime {onnx_rtf:.1f}x real time")
+    if streaming:
+        print(f"streaming ({STREAM_CHUNK_MS} ms chunks, one stream at a time): {streaming['stream_realtime_factor']:.1f}x "
+              f"real time; last partial (greedy) WER {streaming['partial_wer']:.4f} CER {streaming['partial_cer']:.4f}; "
+              f"final WER {streaming['stream_wer']:.4f} CER {streaming['stream_cer']:.4f}; final == whole file for "
+              f"{streaming['final_matches_whole_file']:.0%} of utterances")
     for ref, hyp, ps_hyp in list(zip(refs, hyps, ps_hyps))[:3]:
         print(f"  ref: {ref}\n  ds2: {hyp}\n  ps:  {normalize_transcript(ps_hyp)}")
     result = {"wer": round(ours["wer"], 4), "cer": round(ours["cer"], 4),
@@ -132,6 +205,8 @@ def main(argv=None) -> int:
               "greedy_wer": round(greedy["wer"], 4), "greedy_cer": round(greedy["cer"], 4),
               "onnx_realtime_factor": round(onnx_rtf, 2) if onnx_rtf else None,
               "torch_realtime_factor": round(torch_rtf, 2) if onnx_rtf else None,
+              "stage_seconds": {k: round(v, 3) for k, v in stages.items()},
+              **{k: round(v, 4) for k, v in streaming.items()},
               "utterances": len(audio), "audio_s": round(seconds, 1), "threads": args.threads,
               "decoder": runtime.decoder}
     print(json.dumps(result))

@@ -8,7 +8,6 @@ frames from a buffer (used by streaming).
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from models.features import FeatureConfig, log_mel, mel_filterbank
@@ -45,11 +44,3 @@ class LogMel(torch.nn.Module):
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         return log_mel(audio, self.cfg).transpose(-1, -2)
 
-
-def batch_audio(audio: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mono float arrays -> zero-padded (B, N_max) tensor and lengths in samples (B,)."""
-    lengths = torch.tensor([len(a) for a in audio], dtype=torch.long)
-    out = torch.zeros(len(audio), int(lengths.max()) if len(audio) else 0)
-    for i, a in enumerate(audio):
-        out[i, : len(a)] = torch.from_numpy(np.asarray(a, dtype=np.float32))
-    return out, lengths

@@ -1,9 +1,14 @@
 """Transcribers built from a Deep Speech 2 bundle: batched and streaming.
 
-`DeepSpeech2Transcriber.transcribe_batch` pads a list of utterances into one
-batch (Batch Dispatch: the service hands it whatever arrived together), runs
-the acoustic model once (torch or onnxruntime), then decodes each utterance
+`DeepSpeech2Transcriber.transcribe_batch` takes whatever arrived together
+(Batch Dispatch: the service hands it a batch) and spreads the utterances,
+longest first, over `threads` worker threads; each runs features, the
+acoustic model (onnxruntime or torch, one intra-op thread) and decoding
 (greedy, or beam search with the bundle's n-gram LM) and aligns word times.
+On a 2-core CPU this beat one padded batch through the model, which gained
+nothing: the convolutions cost the same per frame at any batch size and
+onnxruntime's GRU did not speed up with batch either (docs/deepspeech2.md).
+An utterance gets the same transcript alone or in any batch.
 `DeepSpeech2Stream` feeds a growing stream through the unidirectional model
 and returns partial text; `finish()` gives what the whole file gives.
 """
@@ -11,6 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +25,7 @@ import torch
 from torch.nn import functional as F
 
 from models.deepspeech2.decode import BeamConfig, beam_search, greedy_labels, labels_to_text, word_timings
-from models.deepspeech2.features import LogMel, asr_feature_config, batch_audio
+from models.deepspeech2.features import LogMel, asr_feature_config
 from models.features import FeatureConfig
 from models.deepspeech2.model import DeepSpeech2
 from models.deepspeech2.text import CHARS, encode
@@ -46,14 +53,18 @@ class DeepSpeech2Transcriber:
         self.lm_path = lm_path
         self._flashlight = None
         self.frame_s = features.hop_length * model.time_stride / features.sample_rate
+        self.threads = max(1, int(threads or 2))  # worker threads; each runs one utterance at a time
+        self._pool: ThreadPoolExecutor | None = None
+        self._flashlight_lock = threading.Lock()  # the decoder holds the GIL anyway: no parallelism lost
         self.session = None
         if engine == "onnx":
             if onnx_path is None:
                 raise ValueError("engine=onnx needs the bundle's model.onnx")
             from models.onnx_runtime import onnx_session
 
-            # Idle threads must not spin: batches arrive in bursts and torch or other work shares the cores.
-            self.session = onnx_session(onnx_path, threads, spinning=False)
+            # One intra-op thread per run, the workers run in parallel: on a busy 2-core machine one
+            # utterance ran 3-4x faster on one thread than on two (the GRU syncs its threads every step).
+            self.session = onnx_session(onnx_path, 1, spinning=False)
         elif engine != "torch":
             raise ValueError(f"engine={engine!r}; choose torch or onnx")
 
@@ -73,20 +84,38 @@ class DeepSpeech2Transcriber:
                    lm_path=bundle.file(lm_files[0]) if lm_files else None)
 
     # --- acoustic model ---------------------------------------------------------
+    def _map(self, fn, audio: list[np.ndarray]) -> list:
+        """fn over the utterances on the worker threads (longest first, so the workers finish together)."""
+        if self._pool is None:
+            # One torch thread per worker: two workers keep 2 cores busy without OpenMP threads spin-waiting.
+            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="deepspeech2",
+                                            initializer=torch.set_num_threads, initargs=(1,))
+        futures = {i: self._pool.submit(fn, audio[i]) for i in sorted(range(len(audio)), key=lambda i: -len(audio[i]))}
+        return [futures[i].result() for i in range(len(audio))]
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+            self._pool = None
+
+    def __del__(self):
+        self.close()
+
     @torch.no_grad()
-    def log_probs(self, audio: list[np.ndarray]) -> list[np.ndarray]:
-        """One padded batch through the model -> per utterance (T'_i, n_classes) log-probabilities."""
-        if not audio:
-            return []
-        wave, n_samples = batch_audio(audio)
-        feats = self.logmel(wave)
-        lengths = torch.tensor([self.logmel.n_frames(int(n)) for n in n_samples])
+    def utterance_log_probs(self, audio: np.ndarray) -> np.ndarray:
+        """One utterance through the model (in the calling thread) -> (T', n_classes) log-probabilities."""
+        feats = self.logmel(torch.from_numpy(np.asarray(audio, dtype=np.float32))[None])
+        lengths = torch.tensor([feats.shape[1]])
         if self.session is not None:
             out, out_lengths = self.session.run(None, {"features": feats.numpy(), "lengths": lengths.numpy()})
         else:
             out, out_lengths = self.model.infer(feats, lengths)
             out, out_lengths = out.numpy(), out_lengths.numpy()
-        return [out[i, : int(out_lengths[i])] for i in range(len(audio))]
+        return out[0, : int(out_lengths[0])]
+
+    def log_probs(self, audio: list[np.ndarray]) -> list[np.ndarray]:
+        """Per utterance (T'_i, n_classes) log-probabilities, computed on the worker threads."""
+        return self._map(self.utterance_log_probs, audio)
 
     # --- decoding -----------------------------------------------------------------
     def decode(self, log_probs: np.ndarray, duration_s: float) -> Transcript:
@@ -101,17 +130,27 @@ class DeepSpeech2Transcriber:
 
     def flashlight_texts(self, probs: list[np.ndarray]) -> list[str]:
         """torchaudio's lexicon beam search (flashlight-text, KenLM) over the bundle's LM vocabulary."""
-        if self._flashlight is None:
-            self._flashlight = _flashlight_decoder(self.lm, self.lm_path, self.beam)
         texts = []
-        for p in probs:  # one at a time: the C++ search is sequential anyway
-            hyps = self._flashlight(torch.from_numpy(np.ascontiguousarray(p, dtype=np.float32))[None])
+        for p in probs:
+            emissions = torch.from_numpy(np.ascontiguousarray(p, dtype=np.float32))[None]
+            with self._flashlight_lock:  # one search at a time: the decoder object keeps state
+                if self._flashlight is None:
+                    self._flashlight = _flashlight_decoder(self.lm, self.lm_path, self.beam)
+                hyps = self._flashlight(emissions)
             texts.append(" ".join(hyps[0][0].words) if hyps and hyps[0] else "")
         return texts
 
+    def transcribe(self, audio: np.ndarray) -> Transcript:
+        """One utterance, in the calling thread."""
+        return self.decode(self.utterance_log_probs(audio), len(audio) / self.sample_rate)
+
     def transcribe_batch(self, audio: list[np.ndarray]) -> list[Transcript]:
-        probs = self.log_probs(audio)
-        return [self.decode(p, len(a) / self.sample_rate) for p, a in zip(probs, audio)]
+        return self._map(self.transcribe, audio)
+
+    @property
+    def can_stream(self) -> bool:
+        """Whether `stream()` works: a unidirectional model (bidirectional layers need the whole utterance)."""
+        return not self.model.config.bidirectional
 
     def stream(self) -> "DeepSpeech2Stream":
         return DeepSpeech2Stream(self)

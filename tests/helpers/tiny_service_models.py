@@ -9,7 +9,7 @@ check shapes, formats, limits and batching, not what is said):
   and batched (`synthesize_batch`);
 - "eats": a tiny EATS (EATSObjective.export, onnxruntime), feed-forward,
   with phoneme and word timings;
-- "ds2": a tiny Deep Speech 2 (DeepSpeech2Objective.export), greedy decoding;
+- "ds2": a tiny unidirectional Deep Speech 2 (DeepSpeech2Objective.export), greedy decoding, streams;
 - "onsets-frames": a tiny Onsets and Frames (OnsetsFramesObjective.export).
 
 `link_default_bundles(dir)` links the shipped bundles that content tests
@@ -101,7 +101,8 @@ def _deepspeech2(directory: Path) -> Path:
 
     config = DeepSpeech2RunConfig(
         model=DeepSpeech2Config(n_mels=16, conv_channels=(4, 4), conv_kernels=((5, 7), (5, 5)),
-                                conv_strides=((2, 2), (1, 1)), rnn_layers=1, rnn_hidden=32),
+                                conv_strides=((2, 2), (1, 1)), rnn_layers=1, rnn_hidden=32,
+                                bidirectional=False, lookahead=2),  # a streaming model
         features=asr_feature_config(n_mels=16), data=DeepSpeech2DataConfig(root=str(directory / "no-corpus")),
         decode=DeepSpeech2DecodeConfig(decoder="greedy", onnx=False))
     objective = DeepSpeech2Objective(config)

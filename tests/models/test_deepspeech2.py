@@ -125,6 +125,7 @@ def test_streaming_matches_whole_file():
     model = settled(DeepSpeech2(tiny_config(bidirectional=False, lookahead=2)))
     features = asr_feature_config(n_mels=16)
     transcriber = DeepSpeech2Transcriber(model, features, decoder="greedy")
+    assert transcriber.can_stream
     audio = (np.random.default_rng(0).standard_normal(9876) * 0.1).astype(np.float32)
     whole = transcriber.transcribe_batch([audio])[0]
     stream = transcriber.stream()
@@ -133,6 +134,20 @@ def test_streaming_matches_whole_file():
     final = stream.finish()
     np.testing.assert_allclose(stream.log_probs(), transcriber.log_probs([audio])[0], atol=1e-5)
     assert final.text == whole.text and final.duration_s == whole.duration_s
+
+
+def test_a_batch_on_worker_threads_gives_each_utterance_its_own_transcript():
+    model = settled(DeepSpeech2(tiny_config()))
+    transcriber = DeepSpeech2Transcriber(model, asr_feature_config(n_mels=16), decoder="greedy", threads=2)
+    g = np.random.default_rng(1)
+    audio = [(g.standard_normal(n) * 0.1).astype(np.float32) for n in (4000, 9000, 2500, 7000, 5100)]
+    batch = transcriber.transcribe_batch(audio)
+    alone = [transcriber.transcribe(a) for a in audio]
+    assert [t.duration_s for t in batch] == [len(a) / 16000 for a in audio]  # in the order given
+    assert [(t.text, t.words) for t in batch] == [(t.text, t.words) for t in alone]
+    assert not transcriber.can_stream
+    with pytest.raises(ValueError, match="unidirectional"):
+        transcriber.stream()
 
 
 def test_logmel_streaming_frames_match_the_shared_log_mel():

@@ -14,7 +14,27 @@ def add_parser(subparsers) -> None:
     p.add_argument("--format", default="json", choices=["json", "text", "verbose_json", "srt", "vtt"],
                    help="speech only: json (text, duration, words with times and confidence), text, "
                         "verbose_json (OpenAI's: segments and words), srt or vtt subtitles")
+    p.add_argument("--stream", action="store_true",
+                   help="speech only, streaming bundles: feed the audio in chunks and print each partial "
+                        "transcript to stderr as it grows, then the --format document")
+    p.add_argument("--chunk-ms", type=int, default=200, help="--stream: audio per chunk (default 200 ms)")
     p.set_defaults(func=run)
+
+
+def streamed(runtime, audio, chunk_ms: int):
+    """Feed `audio` through the runtime's stream, printing partials to stderr; the final transcript."""
+    import sys
+
+    if not getattr(runtime, "can_stream", False):
+        raise CliError("--stream needs a streaming (unidirectional) bundle, e.g. bundles/deepspeech2-streaming")
+    stream = runtime.stream()
+    step, said = max(1, runtime.sample_rate * chunk_ms // 1000), ""
+    for i in range(0, len(audio), step):
+        text = stream.feed(audio[i:i + step])
+        if text != said:
+            print(f"[{min(i + step, len(audio)) / runtime.sample_rate:6.2f} s] {text}", file=sys.stderr, flush=True)
+            said = text
+    return stream.finish()
 
 
 def run(args) -> int:
@@ -32,8 +52,13 @@ def run(args) -> int:
     if task == "asr":
         from models.subtitles import format_transcript
 
-        text = format_transcript(runtime.transcribe_batch([audio])[0], args.format)
+        if args.chunk_ms <= 0:
+            raise CliError(f"--chunk-ms must be positive, not {args.chunk_ms}")
+        transcript = streamed(runtime, audio, args.chunk_ms) if args.stream else runtime.transcribe_batch([audio])[0]
+        text = format_transcript(transcript, args.format)
     elif task == "piano":
+        if args.stream:
+            raise CliError("--stream applies to speech bundles only")
         if args.format != "json":
             raise CliError("--format applies to speech bundles only (piano: -o writes MIDI, else JSON)")
         notes = runtime.transcribe(audio)
