@@ -1,9 +1,11 @@
 """Block-sparse CPU kernels against dense torch, torch.sparse and scipy, side by side.
 
-    python -m bench.kernels [--quick]
+    python -m bench.kernels [--quick | --sweep]
 
-Ours is the raw numba kernel writing into a preallocated output (what an
-@njit caller such as the WaveRNN sampler runs). Peers, same thread count:
+Ours is the raw kernel kernels.ops picks (`ops.cpu_spmm_kernel`: numba, or
+the C SpMM of kernels/csrc/spmm.c, column "kern"), writing into a
+preallocated output (what an @njit caller such as the WaveRNN sampler runs).
+`--sweep` times C, numba and dense SpMM by column count (1..64). Peers, same thread count:
 dense torch.mv/torch.mm, torch BSR (`to_sparse_bsr`; refused on the CPU for
 non-square blocks: reported null with the reason, and CSR is then the torch
 peer, labelled), torch CSR, scipy.sparse.bsr_matrix. Times are the minimum
@@ -22,7 +24,7 @@ import scipy.sparse as sp
 import torch
 
 from kernels import BlockSparseMatrix
-from kernels import cpu
+from kernels import cpu, cpu_c, ops
 
 SHAPES = [(2688, 896), (1024, 1024), (4096, 1024)]
 DENSITIES = [0.02, 0.05, 0.10, 0.20]
@@ -71,6 +73,18 @@ def peers(w: torch.Tensor, block, x: torch.Tensor, budget: float) -> dict:
     return out
 
 
+def spmm_call(m, args, x: torch.Tensor, parallel: bool):
+    """(call(), kernel name): the raw kernel kernels.ops.spmm runs for x's columns, called
+    as ops calls it (the C kernel on the matrix's and x's tensors, one thread)."""
+    kernel = ops.cpu_spmm_kernel(m, x.shape[1])
+    out = torch.empty(m.shape[0], x.shape[1])
+    if kernel == "c":
+        lib, tensors = ops.c_spmm_lib(), (m.values, m.col_idx, m.row_ptr, *m.block)
+        return (lambda: cpu_c.spmm_into(lib, *tensors, x, out)), "c"
+    fn, xn, on = cpu.spmm_into_parallel if parallel else cpu.spmm_into, x.numpy(), out.numpy()
+    return (lambda: fn(*args, xn, on)), "numba"
+
+
 def run_case(shape, density, block, threads, n_cols, budget) -> dict:
     torch.set_num_threads(threads)
     numba.set_num_threads(threads)
@@ -80,16 +94,16 @@ def run_case(shape, density, block, threads, n_cols, budget) -> dict:
     cpu.ensure_compiled(np.float32, parallel)
     if n_cols == 1:
         x = torch.randn(shape[1])
-        out = np.empty(shape[0], np.float32)
+        xn, out = x.numpy(), np.empty(shape[0], np.float32)
         fn = cpu.spmv_into_parallel if parallel else cpu.spmv_into
+        call, kernel = (lambda: fn(*args, xn, out)), "numba"
     else:
         x = torch.randn(shape[1], n_cols)
-        out = np.empty((shape[0], n_cols), np.float32)
-        fn = cpu.spmm_into_parallel if parallel else cpu.spmm_into
-    xn = x.numpy()
-    ours = timeit(lambda: fn(*args, xn, out), budget)
+        call, kernel = spmm_call(m, args, x, parallel)
+    ours = timeit(call, budget)
     res = {"shape": list(shape), "density": density, "block": list(block), "threads": threads,
-           "op": "spmv" if n_cols == 1 else f"spmm{n_cols}", "ours": ours, **peers(w, block, x, budget)}
+           "op": "spmv" if n_cols == 1 else f"spmm{n_cols}", "kernel": kernel, "ours": ours,
+           **peers(w, block, x, budget)}
     res["torch_peer"] = "torch_bsr" if res["torch_bsr"] is not None else "torch_csr"
     for k in ("dense", "torch_bsr", "torch_csr", "scipy_bsr"):
         res[f"speedup_vs_{k}"] = res[k] / ours if res[k] else None
@@ -107,21 +121,48 @@ def gru_step_seconds(H: int, density: float, block, budget: float) -> float:
     return timeit(lambda: cpu.gru_step_into(*args, bias, ix, h, gh, h), budget)
 
 
+def column_sweep(budget: float, cols=(1, 2, 4, 8, 16, 32, 64), blocks=((16, 1), (8, 1), (4, 4))) -> list[dict]:
+    """C SpMM, numba SpMM and dense torch.mm on 2688 x 896 at 5%, one thread, by column count."""
+    torch.set_num_threads(1)
+    numba.set_num_threads(1)
+    lib, rows = ops.c_spmm_lib(), []
+    for block in blocks:
+        w, m = make((2688, 896), 0.05, block)
+        args = m.numpy_args()
+        for n in cols:
+            x = torch.randn(896, n)
+            out = torch.empty(2688, n)
+            xn, on = x.numpy(), out.numpy()
+            row = {"block": list(block), "n": n, "picked": ops.cpu_spmm_kernel(m, n),
+                   "numba": timeit(lambda: cpu.spmm_into(*args, xn, on), budget),
+                   "dense": timeit(lambda: torch.mm(w, x), budget)}
+            if lib is not None:
+                row["c"] = timeit(lambda: cpu_c.spmm_into(lib, m.values, m.col_idx, m.row_ptr, *block, x, out), budget)
+            rows.append(row)
+    print(f"{'block':>5} {'cols':>4} | {'C us':>9} {'numba us':>9} {'dense us':>9} | {'C xdense':>8} {'picked':>6}")
+    for r in rows:
+        c = r.get("c")
+        print(f"{r['block'][0]:>2}x{r['block'][1]:<2} {r['n']:>4} | {fmt(c)} {fmt(r['numba'])} {fmt(r['dense'])} | "
+              f"{(r['dense'] / c if c else float('nan')):8.1f} {r['picked']:>6}")
+    return rows
+
+
 def fmt(v) -> str:
     return "null" if v is None else f"{v * 1e6:9.1f}"
 
 
 def print_table(rows) -> None:
-    print(f"{'shape':>10} {'dens':>5} {'block':>5} {'thr':>3} {'op':>6} | {'ours us':>9} {'dense':>9} "
+    print(f"{'shape':>10} {'dens':>5} {'block':>5} {'thr':>3} {'op':>6} {'kern':>5} | {'ours us':>9} {'dense':>9} "
           f"{'torchBSR':>9} {'torchCSR':>9} {'scipyBSR':>9} | {'xdense':>6} {'xtorch':>6} {'xscipy':>6} {'ideal%':>6}")
     for r in rows:
         peer = r["speedup_vs_" + r["torch_peer"]]
         print(f"{r['shape'][0]:>5}x{r['shape'][1]:<4} {r['density']:5.2f} {r['block'][0]:>2}x{r['block'][1]:<2} "
-              f"{r['threads']:>3} {r['op']:>6} | {fmt(r['ours'])} {fmt(r['dense'])} {fmt(r['torch_bsr'])} "
+              f"{r['threads']:>3} {r['op']:>6} {r['kernel']:>5} | {fmt(r['ours'])} {fmt(r['dense'])} {fmt(r['torch_bsr'])} "
               f"{fmt(r['torch_csr'])} {fmt(r['scipy_bsr'])} | {r['speedup_vs_dense']:6.1f} {peer:6.1f}"
               f"{'*' if r['torch_peer'] == 'torch_csr' else ' '}{r['speedup_vs_scipy_bsr']:5.1f} "
               f"{100 * r['fraction_of_ideal']:6.0f}")
     print("* torch BSR refused these blocks on the CPU; the torch peer is CSR.")
+    print("  kern: the kernel kernels.ops runs (c: kernels/csrc/spmm.c, one thread even in 2-thread rows).")
     print("  2-thread rows need both cores free: on a loaded machine their minimums are scheduler noise.")
     refusals = {r["torch_bsr_refused"] for r in rows if r.get("torch_bsr_refused")}
     for msg in refusals:
@@ -131,8 +172,11 @@ def print_table(rows) -> None:
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="the headline cases only (< 30 s)")
+    ap.add_argument("--sweep", action="store_true", help="only the SpMM column sweep (C vs numba vs dense)")
     a = ap.parse_args(argv)
     budget = 0.05 if a.quick else 0.15
+    if a.sweep:
+        return {"sweep": column_sweep(budget)}
     if a.quick:
         cases = [((2688, 896), 0.05, (16, 1), 1)]
     else:
@@ -159,6 +203,9 @@ def main(argv=None) -> dict:
         "spmm16_speedup_vs_dense": round(mm["speedup_vs_dense"], 2),
         "spmm16_speedup_vs_torch_sparse": round(mm["speedup_vs_" + mm["torch_peer"]], 2),
         "spmm16_speedup_vs_scipy": round(mm["speedup_vs_scipy_bsr"], 2),
+        "spmm16_kernel": mm["kernel"],
+        "spmm16_us": round(mm["ours"] * 1e6, 2),
+        "dense_mm16_us": round(mm["dense"] * 1e6, 2),
         "gru_step_us": round(gru_s * 1e6, 2),
         "spmv_us": round(mv["ours"] * 1e6, 2),
         "dense_mv_us": round(mv["dense"] * 1e6, 2),

@@ -73,6 +73,30 @@ static inline void vstorem(float *p, vf v, vmask m) {
 #define FULL_MASK 4
 #endif
 
+/* Independent accumulator sets for a tile of n vectors: a block's FMAs into one set
+   depend on the previous block's (4-cycle latency), so small tiles alternate sets. */
+#define CHAINS(n) ((n) >= 8 ? 1 : (n) >= 4 ? 2 : 4)
+
+/* Block k of a register tile: acc[r][t] += w[k][rg0 + r, c] x[col + c, j0 + t * W]. */
+static inline __attribute__((always_inline)) void tile_block(
+    const int RG, const int NV, const int bc, vf acc[16][4], const float *w, const int *ci, int k, int br,
+    int rg0, const float *x, int64_t ldx, int C, const float *zrow, int j0, vmask m) {
+    const int c0 = ci[k] * bc;
+    const float *wk = w + (int64_t)k * br * bc + rg0 * bc;
+    for (int c = 0; c < bc; c++) {
+        const float *xr = (bc == 1 || c0 + c < C) ? x + (int64_t)(c0 + c) * ldx + j0 : zrow;
+        vf xv[4];
+#pragma GCC unroll 4
+        for (int t = 0; t < NV; t++) xv[t] = VLOADM(xr + t * W, t == NV - 1 ? m : FULL_MASK);
+#pragma GCC unroll 16
+        for (int r = 0; r < RG; r++) {
+            const vf wv = VSET1(wk[r * bc + c]);
+#pragma GCC unroll 4
+            for (int t = 0; t < NV; t++) acc[r][t] = VFMA(wv, xv[t], acc[r][t]);
+        }
+    }
+}
+
 /* Rows rg0..rg0+RG of one block row (nrows of them exist), columns j0..j0+NV*W
    (the last vector masked by m) of out; blocks w (nblk, br * bc) with block
    columns ci. x rows past C (partial last block column) read zrow. */
@@ -80,53 +104,45 @@ static inline __attribute__((always_inline)) void tile_body(
     const int RG, const int NV, const int bc, const float *w, const int *ci, int nblk, int br,
     int rg0, int nrows, const float *x, int64_t ldx, int C, const float *zrow, int j0, vmask m,
     float *out, int64_t ldo) {
-    vf acc[16][4];
+    const int U = CHAINS(RG * NV);
+    vf acc[4][16][4];
+#pragma GCC unroll 4
+    for (int u = 0; u < U; u++)
 #pragma GCC unroll 16
-    for (int r = 0; r < RG; r++)
+        for (int r = 0; r < RG; r++)
 #pragma GCC unroll 4
-        for (int t = 0; t < NV; t++) acc[r][t] = VZERO();
-    const int bs = br * bc;
-    for (int k = 0; k < nblk; k++) {
-        const int c0 = ci[k] * bc;
-        const float *wk = w + (int64_t)k * bs + rg0 * bc;
-        for (int c = 0; c < bc; c++) {
-            const float *xr = (bc == 1 || c0 + c < C) ? x + (int64_t)(c0 + c) * ldx + j0 : zrow;
-            vf xv[4];
+            for (int t = 0; t < NV; t++) acc[u][r][t] = VZERO();
+    int k = 0;
+    for (; k + U <= nblk; k += U)
 #pragma GCC unroll 4
-            for (int t = 0; t < NV; t++) xv[t] = VLOADM(xr + t * W, t == NV - 1 ? m : FULL_MASK);
-#pragma GCC unroll 16
-            for (int r = 0; r < RG; r++) {
-                const vf wv = VSET1(wk[r * bc + c]);
-#pragma GCC unroll 4
-                for (int t = 0; t < NV; t++) acc[r][t] = VFMA(wv, xv[t], acc[r][t]);
-            }
-        }
-    }
+        for (int u = 0; u < U; u++) tile_block(RG, NV, bc, acc[u], w, ci, k + u, br, rg0, x, ldx, C, zrow, j0, m);
+    for (; k < nblk; k++) tile_block(RG, NV, bc, acc[0], w, ci, k, br, rg0, x, ldx, C, zrow, j0, m);
 #pragma GCC unroll 16
     for (int r = 0; r < RG; r++) {
         if (rg0 + r >= nrows) break;
         float *o = out + (int64_t)(rg0 + r) * ldo + j0;
 #pragma GCC unroll 4
-        for (int t = 0; t < NV; t++) VSTOREM(o + t * W, acc[r][t], t == NV - 1 ? m : FULL_MASK);
+        for (int t = 0; t < NV; t++) {
+            vf sum = acc[0][r][t];
+#pragma GCC unroll 4
+            for (int u = 1; u < U; u++) sum += acc[u][r][t];
+            VSTOREM(o + t * W, sum, t == NV - 1 ? m : FULL_MASK);
+        }
     }
 }
 
 typedef void (*tile_fn)(const float *, const int *, int, int, int, int, int, const float *, int64_t, int,
                         const float *, int, vmask, float *, int64_t);
 
-/* One function per (RG, NV) and bc == 1 or any bc: constants unroll into registers. */
-#define DEF_TILE(RG, NV)                                                                               \
-    static void tile1_##RG##_##NV(const float *w, const int *ci, int nblk, int br, int bc, int rg0,    \
-                                  int nrows, const float *x, int64_t ldx, int C, const float *zrow,    \
-                                  int j0, vmask m, float *out, int64_t ldo) {                          \
+/* One function per (RG, NV) and bc == 1, bc == 4 or any bc: constants unroll into registers. */
+#define DEF_TILE_BC(KIND, BC, RG, NV)                                                                  \
+    static void tile##KIND##_##RG##_##NV(const float *w, const int *ci, int nblk, int br, int bc,      \
+                                         int rg0, int nrows, const float *x, int64_t ldx, int C,       \
+                                         const float *zrow, int j0, vmask m, float *out, int64_t ldo) { \
         (void)bc;                                                                                      \
-        tile_body(RG, NV, 1, w, ci, nblk, br, rg0, nrows, x, ldx, C, zrow, j0, m, out, ldo);           \
-    }                                                                                                  \
-    static void tilen_##RG##_##NV(const float *w, const int *ci, int nblk, int br, int bc, int rg0,    \
-                                  int nrows, const float *x, int64_t ldx, int C, const float *zrow,    \
-                                  int j0, vmask m, float *out, int64_t ldo) {                          \
-        tile_body(RG, NV, bc, w, ci, nblk, br, rg0, nrows, x, ldx, C, zrow, j0, m, out, ldo);          \
+        tile_body(RG, NV, BC, w, ci, nblk, br, rg0, nrows, x, ldx, C, zrow, j0, m, out, ldo);          \
     }
+#define DEF_TILE(RG, NV) DEF_TILE_BC(1, 1, RG, NV) DEF_TILE_BC(4, 4, RG, NV) DEF_TILE_BC(n, bc, RG, NV)
 #define DEF_RG(RG) DEF_TILE(RG, 1) DEF_TILE(RG, 2) DEF_TILE(RG, 3) DEF_TILE(RG, 4)
 DEF_RG(1)
 DEF_RG(2)
@@ -134,37 +150,48 @@ DEF_RG(4)
 DEF_RG(8)
 DEF_TILE(16, 1)
 
-#define ROW(RG) {tile1_##RG##_1, tile1_##RG##_2, tile1_##RG##_3, tile1_##RG##_4}, \
-                {tilen_##RG##_1, tilen_##RG##_2, tilen_##RG##_3, tilen_##RG##_4}
-static const tile_fn TILES[5][2][4] = {
+#define KIND_ROW(KIND, RG) {tile##KIND##_##RG##_1, tile##KIND##_##RG##_2, tile##KIND##_##RG##_3, tile##KIND##_##RG##_4}
+#define ROW(RG) KIND_ROW(1, RG), KIND_ROW(4, RG), KIND_ROW(n, RG)
+static const tile_fn TILES[5][3][4] = {
     {ROW(1)}, {ROW(2)}, {ROW(4)}, {ROW(8)},
-    {{tile1_16_1, 0, 0, 0}, {tilen_16_1, 0, 0, 0}},
+    {{tile1_16_1, 0, 0, 0}, {tile4_16_1, 0, 0, 0}, {tilen_16_1, 0, 0, 0}},
 };
 
 /* Rows in lanes, for (br, 1) blocks and few columns: the br rows of a block are
    RV vectors (the last masked by rm), and each stored block adds them times
    x[col, j] (broadcast) for J columns: J FMAs per block where the register
    tile above spends br / W x ceil(J / W). The J x br result is stored transposed. */
+static inline __attribute__((always_inline)) void lanes_block(
+    const int RV, const int J, vf acc[2][8], const float *w, const int *ci, int k, int br, vmask rm,
+    const float *x, int64_t ldx, int j0) {
+    vf wv[2];
+#pragma GCC unroll 2
+    for (int v = 0; v < RV; v++) wv[v] = VLOADM(w + (int64_t)k * br + v * W, v == RV - 1 ? rm : FULL_MASK);
+    const float *xr = x + (int64_t)ci[k] * ldx + j0;
+#pragma GCC unroll 8
+    for (int j = 0; j < J; j++) {
+        const vf xs = VSET1(xr[j]);
+#pragma GCC unroll 2
+        for (int v = 0; v < RV; v++) acc[v][j] = VFMA(wv[v], xs, acc[v][j]);
+    }
+}
+
 static inline __attribute__((always_inline)) void lanes_body(
     const int RV, const int J, const float *w, const int *ci, int nblk, int br, vmask rm, int nrows,
     const float *x, int64_t ldx, int j0, float *out, int64_t ldo) {
-    vf acc[2][8];
+    const int U = CHAINS(RV * J);
+    vf acc[4][2][8];
+#pragma GCC unroll 4
+    for (int u = 0; u < U; u++)
 #pragma GCC unroll 2
-    for (int v = 0; v < RV; v++)
+        for (int v = 0; v < RV; v++)
 #pragma GCC unroll 8
-        for (int j = 0; j < J; j++) acc[v][j] = VZERO();
-    for (int k = 0; k < nblk; k++) {
-        vf wv[2];
-#pragma GCC unroll 2
-        for (int v = 0; v < RV; v++) wv[v] = VLOADM(w + (int64_t)k * br + v * W, v == RV - 1 ? rm : FULL_MASK);
-        const float *xr = x + (int64_t)ci[k] * ldx + j0;
-#pragma GCC unroll 8
-        for (int j = 0; j < J; j++) {
-            const vf xs = VSET1(xr[j]);
-#pragma GCC unroll 2
-            for (int v = 0; v < RV; v++) acc[v][j] = VFMA(wv[v], xs, acc[v][j]);
-        }
-    }
+            for (int j = 0; j < J; j++) acc[u][v][j] = VZERO();
+    int k = 0;
+    for (; k + U <= nblk; k += U)
+#pragma GCC unroll 4
+        for (int u = 0; u < U; u++) lanes_block(RV, J, acc[u], w, ci, k + u, br, rm, x, ldx, j0);
+    for (; k < nblk; k++) lanes_block(RV, J, acc[0], w, ci, k, br, rm, x, ldx, j0);
 #if ISA == 0
     float tmp[8][2 * W] = {{0}}; /* gcc cannot see that the portable stores fill every lane */
 #else
@@ -173,7 +200,12 @@ static inline __attribute__((always_inline)) void lanes_body(
 #pragma GCC unroll 8
     for (int j = 0; j < J; j++)
 #pragma GCC unroll 2
-        for (int v = 0; v < RV; v++) VSTOREM(&tmp[j][v * W], acc[v][j], FULL_MASK);
+        for (int v = 0; v < RV; v++) {
+            vf sum = acc[0][v][j];
+#pragma GCC unroll 4
+            for (int u = 1; u < U; u++) sum += acc[u][v][j];
+            VSTOREM(&tmp[j][v * W], sum, FULL_MASK);
+        }
     for (int r = 0; r < nrows; r++)
         for (int j = 0; j < J; j++) out[(int64_t)r * ldo + j0 + j] = tmp[j][r];
 }
@@ -270,7 +302,7 @@ int sw_spmm(const void *vals, int vdtype, const int *col_idx, const int *row_ptr
         free(scratch);
         return -1;
     }
-    const int which = bc == 1 ? 0 : 1, lanes = lanes_pays(br, bc, N);
+    const int which = bc == 1 ? 0 : bc == 4 ? 1 : 2, lanes = lanes_pays(br, bc, N);
     for (int rb = rb0; rb < rb1; rb++) {
         const int k0 = row_ptr[rb], nblk = row_ptr[rb + 1] - k0;
         const int r0 = rb * br, nrows = R - r0 < br ? R - r0 : br;

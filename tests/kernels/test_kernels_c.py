@@ -122,3 +122,12 @@ def test_dispatcher_uses_c_and_falls_back(monkeypatch, caplog, tmp_path):
             assert ops.cpu_spmm_kernel(m, 16) == "numba"
             torch.testing.assert_close(kernels.spmm(m, x), reference.spmm(m, x), atol=1e-5, rtol=1e-5)
     assert sum("C kernels unavailable" in r.message for r in caplog.records) == 1
+
+
+def test_build_is_cached_and_reports_errors(tmp_path):
+    first = cbuild.build("spmm", ("-O2",), out_dir=tmp_path)
+    stamp = first.stat().st_mtime_ns
+    assert cbuild.build("spmm", ("-O2",), out_dir=tmp_path) == first and first.stat().st_mtime_ns == stamp
+    with pytest.raises(cbuild.BuildError, match="failed"):
+        cbuild.build("spmm", ("-fno-such-flag",), out_dir=tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == [first.name]  # no temporary left behind
