@@ -102,6 +102,30 @@ def streaming_figures(runtime, audio: list[np.ndarray], refs: list[str]) -> dict
             "final_matches_whole_file": float(np.mean([a == b for a, b in zip(finals, whole)]))}
 
 
+def design_checks(runtime, onnx_path, group: list[np.ndarray]) -> dict[str, float]:
+    """The alternatives the runtime does not take, on the same 16 utterances: the ONNX model with two
+    intra-op threads one utterance at a time, and the 16 as one zero-padded batch (one thread)."""
+    from models.onnx_runtime import onnx_session
+
+    feats = [runtime.logmel(torch.from_numpy(a)[None])[0].numpy() for a in group]
+    lengths = np.array([len(f) for f in feats])
+    padded = np.zeros((len(feats), lengths.max(), feats[0].shape[1]), np.float32)
+    for i, f in enumerate(feats):
+        padded[i, : len(f)] = f
+    one, two = onnx_session(onnx_path, 1, spinning=False), onnx_session(onnx_path, 2, spinning=False)
+
+    def each(session):
+        return timed(lambda: [session.run(None, {"features": f[None], "lengths": np.array([len(f)])})
+                              for f in feats])
+
+    each(one), each(two)  # warm-up
+    seconds = sum(len(a) for a in group) / runtime.sample_rate
+    singles = each(one)
+    batch = timed(lambda: one.run(None, {"features": padded, "lengths": lengths}))
+    return {"onnx_1_thread_realtime_factor": seconds / singles, "onnx_2_threads_realtime_factor": seconds / each(two),
+            "padded_batch_model_gain": singles / batch}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default=str(ROOT / "bundles" / "deepspeech2-default"))
@@ -162,7 +186,7 @@ def main(argv=None) -> int:
     stages = worker.submit(stage_times, runtime, group).result()
 
     # Acoustic model alone, one utterance at a time: torch vs onnxruntime (same threads).
-    onnx_rtf = None
+    onnx_rtf, design = None, {}
     if bundle.onnx_path is not None:
         onnx = DeepSpeech2Transcriber.from_bundle(bundle, engine="onnx", threads=args.threads)
         group_s = sum(len(a) for a in group) / runtime.sample_rate
@@ -171,6 +195,7 @@ def main(argv=None) -> int:
         torch_rtf = group_s / timed(lambda: [eager.log_probs([a]) for a in group])
         onnx.log_probs(group[:1])
         onnx_rtf = group_s / timed(lambda: [onnx.log_probs([a]) for a in group])
+        design = worker.submit(design_checks, runtime, bundle.onnx_path, group).result()
 
     streaming = worker.submit(streaming_figures, runtime, audio, refs).result() if runtime.can_stream else {}
 
@@ -188,7 +213,10 @@ def main(argv=None) -> int:
     print("one at a time, where the time goes: " + ", ".join(
         f"{k} {v:.3f} s ({100 * v / total:.0f}%)" for k, v in stages.items()))
     if onnx_rtf is not None:
-        print(f"acoustic model one at a time: torch {torch_rtf:.1f}x, onnxruntime {onnx_rtf:.1f}x real time")
+        print(f"acoustic model one at a time: torch {torch_rtf:.1f}x, onnxruntime {onnx_rtf:.1f}x real time; "
+              f"onnxruntime 1 vs 2 intra-op threads {design['onnx_1_thread_realtime_factor']:.1f}x vs "
+              f"{design['onnx_2_threads_realtime_factor']:.1f}x; the 16 as one padded batch "
+              f"{design['padded_batch_model_gain']:.2f}x the throughput of one at a time (one thread)")
     if streaming:
         print(f"streaming ({STREAM_CHUNK_MS} ms chunks, one stream at a time): {streaming['stream_realtime_factor']:.1f}x "
               f"real time; last partial (greedy) WER {streaming['partial_wer']:.4f} CER {streaming['partial_cer']:.4f}; "
@@ -206,7 +234,7 @@ def main(argv=None) -> int:
               "onnx_realtime_factor": round(onnx_rtf, 2) if onnx_rtf else None,
               "torch_realtime_factor": round(torch_rtf, 2) if onnx_rtf else None,
               "stage_seconds": {k: round(v, 3) for k, v in stages.items()},
-              **{k: round(v, 4) for k, v in streaming.items()},
+              **{k: round(v, 4) for k, v in {**design, **streaming}.items()},
               "utterances": len(audio), "audio_s": round(seconds, 1), "threads": args.threads,
               "decoder": runtime.decoder}
     print(json.dumps(result))
