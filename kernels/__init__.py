@@ -1,4 +1,4 @@
-"""Block-sparse formats and kernels (CPU: numba, GPU: triton, reference: torch).
+"""Block-sparse formats and kernels (CPU: numba and a C SpMM, GPU: triton, reference: torch).
 
     from kernels import BlockSparseMatrix, spmv, spmm, sddmm, conv1x1, gru_step
     from kernels import BlockSparseLinear, block_magnitude_mask
@@ -6,7 +6,8 @@
     import kernels.cpu  # raw @njit kernels on numpy arrays (see its docstring)
 
 Imports nothing of the project's other packages; numba and triton load
-lazily, on the first op that needs them.
+lazily, on the first op that needs them; the C SpMM (kernels/csrc/spmm.c)
+is compiled on first use and cached (kernels/cbuild.py).
 """
 from .format import BLOCKS, STORAGE_DTYPES, BlockSparseMatrix
 from .linear import BlockSparseLinear, block_magnitude_mask

@@ -5,7 +5,9 @@ for Nx1 blocks and N <= SMALL_N, one register-accumulating SpMV per column of
 a transposed copy of x; for 4x4 blocks a 4-column register tile; otherwise
 (and for many columns) a (block row, 256-column) tile accumulated in L1
 with the loop vectorizer on. numba's SLP vectorizer did not turn wider
-register tiles for 16x1 blocks into vector code (2-3x slower).
+register tiles for 16x1 blocks into vector code (2-3x slower). Where the C
+SpMM (kernels/csrc/spmm.c) is built, kernels.ops runs it instead for 2 or
+more columns (2-5x faster); these kernels are the fallback and @njit API.
 """
 from __future__ import annotations
 
