@@ -82,12 +82,12 @@ def test_subscale_reference_matches_teacher_forcing_and_fused():
 
 def test_fused_subscale_sparse_batched_products_equal_reference():
     """B = 16 streams: two 8-stream tiles of the 16x1 product (one per thread
-    with two threads), partial tiles in the ramps; 4x4 blocks take the
-    one-stream path."""
+    with two threads), partial tiles in the ramps; hidden 40 leaves partial
+    16-row blocks (3H = 120, H / 2 = 20); 4x4 blocks take the one-stream path."""
     from kernels.linear import block_magnitude_mask
 
     for block in ((16, 1), (4, 4)):
-        model = tiny_subscale(seed=2, subscale=16, subscale_future=1, sparse_block=block)
+        model = tiny_subscale(seed=2, hidden_size=40, subscale=16, subscale_future=1, sparse_block=block)
         params = dict(model.named_parameters())
         with torch.no_grad():
             for name in model.SPARSE:
