@@ -321,6 +321,7 @@ class CondFrames:
         # (Cout, Cin, k) -> (k, Cin, Cout): the inner loop runs over outputs
         self.layers = [(np.ascontiguousarray(c.weight.detach().float().numpy().transpose(2, 1, 0)),
                         c.bias.detach().float().numpy().copy()) for c in convs]
+        self.reach = sum(w.shape[0] // 2 for w, _ in self.layers)  # frames each side an output row sees
         ch = model.config.cond_hidden
         proj = model.masked_weight_ih()[:, 3: 3 + ch].detach().float().numpy()  # (3H, ch)
         self.proj = (np.ascontiguousarray(proj.T[None]), model.bias_ih.detach().float().numpy().copy())
@@ -377,13 +378,22 @@ class FusedWaveRNN:
 
     def generate_chunks(self, cond: torch.Tensor, speaker: torch.Tensor, uniforms, chunk: int):
         """One stream ((1, K, C), (1,), (1, T, 2)) in pieces of `chunk` samples:
-        yields (n,) int64 arrays whose concatenation equals `generate`'s output."""
+        yields (n,) int64 arrays whose concatenation equals `generate`'s output.
+
+        The first piece waits only for the frames it reads: the conditioning
+        net runs on the first frames (its rows are exact up to `reach` frames
+        before the cut, and computed in the same order, so they are the same
+        numbers), then on the whole sentence for the rest."""
         _compile()
-        P = self.frames(cond, speaker)[0]
+        K = cond.shape[1]
+        head = (chunk - 1) // self.hop + 2 + self.cond.reach  # frames k, k + 1 of the first piece, exact
+        P = self.frames(cond[:, :head] if head < K else cond, speaker)[0]
         u = np.ascontiguousarray(np.asarray(uniforms, dtype=np.float64)[0])
         state = np.zeros(self.wx.shape[1] // 3, np.float32)
         prev = np.array([128, 0], np.int64)
         for t0 in range(0, u.shape[0], chunk):
+            if t0 > 0 and P.shape[0] < K:
+                P = self.frames(cond, speaker)[0]
             out = np.zeros(min(chunk, u.shape[0] - t0), np.int64)
             _run_segment(self.W, self.wx, P, self.hop, u[t0:t0 + len(out)], out, t0, state, prev)
             yield out

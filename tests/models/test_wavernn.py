@@ -122,6 +122,10 @@ def test_chunked_fused_sampler_equals_one_piece():
     fused = FusedWaveRNN(model)
     pieces = list(fused.generate_chunks(cond, spk, u, chunk=37))
     assert [len(p) for p in pieces] == [37] * 5 + [15]
+    # the first piece reads conditioning computed on the first frames only: rows before
+    # the cut minus the net's reach are the same numbers as on the whole sentence
+    cut = fused.cond.reach + 3
+    np.testing.assert_array_equal(fused.frames(cond[:, :cut], spk)[0, :3], fused.frames(cond, spk)[0, :3])
     np.testing.assert_array_equal(np.concatenate(pieces), fused.generate(cond, spk, u)[0])
 
 
