@@ -197,6 +197,7 @@ def _store_release(typingctx, arr, idx, val):
 
 
 TILE = 8  # streams per register tile (models/wavernn_tile.py)
+LAG = 128  # schedule steps a thread's group may run ahead of the group before (see _worker)
 
 
 @njit(cache=True)
@@ -250,7 +251,7 @@ def _ctx_inputs(ctx_wt, ctx_b, G, i, j, win, x):
 
 
 @njit(fastmath=True, error_model="numpy", nogil=True, cache=True)
-def _worker(W, Win, wx2, P, hop, ctx_wt, ctx_b, Fh, Pp, uniforms, out, G, progress, g, lo, hi):
+def _worker(W, Win, wx2, P, hop, ctx_wt, ctx_b, Fh, Pp, uniforms, out, G, progress, g, lo, hi, lag):
     """Streams lo..hi of one utterance, advanced together one step at a time.
 
     P (K, 3H) frame conditioning; Win: the input matrix over [c_{t-1},
@@ -279,26 +280,32 @@ def _worker(W, Win, wx2, P, hop, ctx_wt, ctx_b, Fh, Pp, uniforms, out, G, progre
     f_prev = np.zeros(rows, np.int64)
     tix = np.zeros(rows, np.int64)
     zero = lo - lo  # not a literal 0 (see wavernn_fused._step)
-    for s in range(n + (B - 1) * (Fh + 1)):
+    # group g runs the subscale schedule `lag` steps later than group g - 1:
+    # at its loop step s it makes schedule step s - g lag, which needs group
+    # g - 1 to have finished schedule step s - g lag - 1 = its loop step
+    # s - lag - 1. So a group may run up to `lag` steps ahead of the one
+    # before: when that one is off the CPU, it keeps going for a while.
+    for s in range(n + (hi - 1) * (Fh + 1) + g * lag):
         if g > 0:
             spins = 0
-            while _load_acquire(progress, g - 1) < s:
+            while _load_acquire(progress, g - 1) < s - lag:
                 spins += 1
                 if spins > 2000:  # the group before is not running (shared cores): give way
                     _sched_yield()
-        # active sub-tensors: 0 <= j = s - i (F + 1) < n, a contiguous range
-        a0 = max(lo, (s - n) // (Fh + 1) + 1)
-        a1 = min(hi, s // (Fh + 1) + 1)
+        sg = s - g * lag
+        # active sub-tensors: 0 <= j = sg - i (F + 1) < n, a contiguous range
+        a0 = max(lo, (sg - n) // (Fh + 1) + 1)
+        a1 = min(hi, sg // (Fh + 1) + 1)
         r0, r1 = a0 - lo, a1 - lo
         if r0 >= r1:
             _store_release(progress, g, np.int64(s + 1))
             continue
         for i in range(a0, a1):
             r = i - lo
-            tix[r] = (s - i * (Fh + 1)) * B + i  # the sample made by sub-tensor i at this step
+            tix[r] = (sg - i * (Fh + 1)) * B + i  # the sample made by sub-tensor i at this step
             X[r, 0] = np.float32(c_prev[r]) / np.float32(127.5) - np.float32(1.0)
             X[r, 1] = np.float32(f_prev[r]) / np.float32(127.5) - np.float32(1.0)
-            _ctx_inputs(ctx_wt, ctx_b, G, i, s - i * (Fh + 1), win, X[r])
+            _ctx_inputs(ctx_wt, ctx_b, G, i, sg - i * (Fh + 1), win, X[r])
         _mm(Win, X, GI, r0, r1)
         _mm(R, Hs, GH, r0, r1)
         for r in range(r0, r1):
@@ -321,6 +328,7 @@ def _worker(W, Win, wx2, P, hop, ctx_wt, ctx_b, Fh, Pp, uniforms, out, G, progre
             out[t] = c_prev[r] * 256 + f_prev[r]
             G[t % B, t // B + Pp] = np.float32(out[t] - 32768) / np.float32(32768.0)
         _store_release(progress, g, np.int64(s + 1))
+    _store_release(progress, g, np.int64(1) << np.int64(62))  # done: the next group never waits again
 
 
 _SUB_READY = False
@@ -338,7 +346,7 @@ def _compile() -> None:
             W = wf._warm_weights(H)
             _worker(W, W[0], np.zeros(3 * H, f32), np.zeros((2, 3 * H), f32), 4, np.zeros((B * 3, D), f32),
                     np.zeros((B, D), f32), 1, 1, np.zeros((4, 2)), np.zeros(4, np.int64), np.zeros((B, 4), f32),
-                    np.zeros(1, np.int64), 0, 0, B)
+                    np.zeros(1, np.int64), 0, 0, B, LAG)
         _SUB_READY = True
 
 
@@ -367,7 +375,7 @@ class FusedSubscale(wf.FusedWaveRNN):
 
             def run(g):
                 _worker(self.W, self.Win, self.wx[2], P[b], self.hop, self.ctx_wt, self.ctx_b, self.Fh, self.Pp,
-                        u[b], flat, G, progress, g, int(groups[g][0]), int(groups[g][-1]) + 1)
+                        u[b], flat, G, progress, g, int(groups[g][0]), int(groups[g][-1]) + 1, LAG)
             if len(groups) == 1:
                 run(0)
             else:

@@ -80,11 +80,12 @@ def test_subscale_reference_matches_teacher_forcing_and_fused():
         np.testing.assert_array_equal(fused, out.numpy())
 
 
-def test_fused_subscale_sparse_batched_products_equal_reference():
+def test_fused_subscale_sparse_batched_products_equal_reference(monkeypatch):
     """B = 16 streams: two 8-stream tiles of the 16x1 product (one per thread
     with two threads), partial tiles in the ramps; hidden 40 leaves partial
     16-row blocks (3H = 120, H / 2 = 20); 4x4 blocks take the one-stream path."""
     from kernels.linear import block_magnitude_mask
+    from models import subscale
 
     for block in ((16, 1), (4, 4)):
         model = tiny_subscale(seed=2, hidden_size=40, subscale=16, subscale_future=1, sparse_block=block)
@@ -98,5 +99,6 @@ def test_fused_subscale_sparse_batched_products_equal_reference():
         out = model.generate(cond, spk, u).numpy()
         fused = FusedSubscale(model, sparse=True)
         assert fused.density < 0.6
-        for threads in (1, 2):
+        for threads, lag in ((1, 0), (2, 0), (2, 3), (2, 128)):  # lag: steps a group may run ahead
+            monkeypatch.setattr(subscale, "LAG", lag)
             np.testing.assert_array_equal(fused.generate(cond, spk, u.numpy(), threads=threads), out)
