@@ -142,6 +142,8 @@ def test_student_trains_exports_an_onnx_bundle_serves_and_evaluates_it(teacher, 
 
     from training.cli import main
 
+    assert main(["synth", "hello", "--model", str(out), "-o", str(tmp_path / "x.wav")]) == 2  # a mel vocoder
+    assert "cannot read text" in capsys.readouterr().err
     args = ["eval", "parallel-wavenet", "--model", str(out), "--data", str(teacher[1])]
     assert main(args) == 2  # no --teacher: one line, non-zero
     assert "--teacher" in capsys.readouterr().err

@@ -38,7 +38,10 @@ def run(args) -> int:
     _, synth = load_task_runtime(args.model, "tts")
     if args.voice is not None and args.voice not in synth.voices:
         raise CliError(f"unknown voice {args.voice!r}; this model has: {', '.join(synth.voices)}")
-    audio = np.concatenate(list(synth.synthesize(args.text, voice=args.voice, speed=args.speed)))
+    try:
+        audio = np.concatenate(list(synth.synthesize(args.text, voice=args.voice, speed=args.speed)))
+    except ValueError as exc:  # the runtime refuses its input (e.g. a mel vocoder given text): one line
+        raise CliError(str(exc)) from None
     sf.write(args.out, audio, synth.sample_rate)
     print(f"wrote {args.out}: {len(audio) / synth.sample_rate:.2f} s at {synth.sample_rate} Hz")
     if args.timings:
