@@ -19,8 +19,10 @@ through the recurrent state (one GRU, B sequences of n steps).
 
 The fused sampler splits the B streams into contiguous groups, one thread
 each. Group g only reads what groups < g wrote, so it waits (an acquire load
-of a step counter) until group g - 1 has finished step s - 1; group 0 never
-waits. No barrier per step, no Python per step.
+of a step counter) until group g - 1 has finished what it reads; group 0
+never waits. No barrier per step, no Python per step. Within a group the
+streams advance together: each matrix is applied once per step to all of
+them (models/wavernn_tile.py: each weight block loaded once for 8 streams).
 """
 from __future__ import annotations
 
