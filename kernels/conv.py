@@ -108,12 +108,13 @@ def supports(m: BlockSparseMatrix) -> bool:
 
 
 def conv1d(m: BlockSparseMatrix, x: torch.Tensor, bias: torch.Tensor | None = None, kernel_size: int = 1,
-           dilation: int = 1, padding: int = 0, threads: int | None = None) -> torch.Tensor:
+           dilation: int = 1, padding: int = 0, threads: int | None = None, taps=None) -> torch.Tensor:
     """Sparse Conv1d: m packs weight.reshape(Cout, Cin * kernel_size); x (B, Cin, T)
     -> (B, Cout, T + 2 * padding - dilation * (kernel_size - 1)) float32.
 
-    CPU float32 without autograd and (br, 1) blocks: the numba kernels; otherwise
-    the torch reference (kernels.reference.conv1d)."""
+    CPU float32 without autograd and (br, 1) blocks: the C kernel (kernels/cpu_c.py,
+    one thread; `taps` = its cpu_c.conv_taps, computed when None) when it is built,
+    else these numba kernels; otherwise the torch reference (kernels.reference.conv1d)."""
     from . import ops, reference
 
     cout, cols = m.shape
@@ -123,13 +124,21 @@ def conv1d(m: BlockSparseMatrix, x: torch.Tensor, bias: torch.Tensor | None = No
     tensors = (x,) if bias is None else (x, bias)
     if not supports(m) or ops.pick_path(m, *tensors) != "numba":
         return reference.conv1d(m, x, bias, kernel_size, dilation, padding)
-    xp = F.pad(x, (padding, padding)) if padding else x
-    t_out = xp.shape[2] - dilation * (kernel_size - 1)
+    reach = dilation * (kernel_size - 1)
+    t_out = x.shape[2] + 2 * padding - reach
     if t_out < 0:
         raise ValueError(f"input of {x.shape[2]} frames is shorter than the kernel's reach")
+    out = torch.empty(x.shape[0], cout, t_out, dtype=torch.float32)
+    lib = ops.c_spmm_lib()
+    if lib is not None:  # 3-7x the numba kernel on one thread (docs/sparse_conv.md)
+        from . import cpu_c
+        b = None if bias is None else bias.detach().float().contiguous()
+        cpu_c.conv1d_into(lib, m, taps or cpu_c.conv_taps(m, kernel_size, dilation), x.detach().contiguous(),
+                          padding, reach, b, out)
+        return out
+    xp = F.pad(x, (padding, padding)) if padding else x
     xn = xp.detach().contiguous().numpy()
     bn = np.zeros(cout, np.float32) if bias is None else bias.detach().float().contiguous().numpy()
-    out = torch.empty(x.shape[0], cout, t_out, dtype=torch.float32)
     values, col_idx, row_ptr, br, _ = m.numpy_args()
     with ops._numba_threads(threads) as n:
         parallel = n > 1 and m.values.numel() * x.shape[0] * t_out >= ops.PARALLEL_MIN_FLOPS

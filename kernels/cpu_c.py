@@ -17,6 +17,18 @@ calls ctypes functions, with arrays passed as `a.ctypes.data`:
     sw_spmm(values, vdtype, col_idx, row_ptr, br, bc, R, C, x, ldx, N, out, ldo, rb0, rb1)
     vdtype: 0 float32, 1 bfloat16 bits, 2 float16 bits; ld* = row strides in
     elements; returns 0, or -1 when scratch memory ran out.
+
+Convolutions ((br, 1) blocks; the layout of kernels/conv.py):
+
+    conv1d_into(lib, m, taps, x (B, Cin, T), padding, reach, bias, out (B, Cout, T_out))
+
+with taps = conv_taps(m, kernel_size, dilation): each stored block's input row
+and frame shift. The C side (sw_conv1d) reads the unpadded input in place and
+pads only the edges, adds the bias in the store, and walks the time axis in
+chunks that keep the input rows in L2.
+
+    affine_relu(lib, x (B, C, T), a (B, C), b (B, C), factor) -> relu(a x + b), each frame
+    repeated `factor` times (eval batch norm, ReLU, nearest upsampling in one pass)
 """
 from __future__ import annotations
 
@@ -36,6 +48,10 @@ def declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     """Set the argument and result types of the library's functions; returns lib."""
     lib.sw_spmm.argtypes = [_P, _I, _P, _P, _I, _I, _I, _I, _P, _L, _I, _P, _L, _I, _I]
     lib.sw_spmm.restype = _I
+    lib.sw_conv1d.argtypes = [_P, _I, _P, _P, _P, _I, _I, _I, _P, _L, _I, _I, _I, _P, _L, _P]
+    lib.sw_conv1d.restype = _I
+    lib.sw_affine_relu.argtypes = [_P, _L, _I, _I, _P, _P, _I, _P]
+    lib.sw_affine_relu.restype = None
     lib.sw_vector_width.restype = _I
     lib.sw_isa.restype = _I
     return lib
@@ -89,3 +105,43 @@ def spmm_into(lib, values, col_idx, row_ptr, br, bc, x, out, rows: tuple[int, in
                      _ptr(x), n, n, _ptr(out), n, rb0, rb1)
     if rc != 0:
         raise MemoryError("sw_spmm: out of scratch memory")
+
+
+def conv_taps(m, kernel_size: int, dilation: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input row, frame shift) int32 of each stored block of m, which packs weight.reshape(Cout, Cin * k)."""
+    col = m.col_idx.long()
+    return ((col // kernel_size).int().contiguous(), ((col % kernel_size) * dilation).int().contiguous())
+
+
+def conv1d_into(lib, m, taps, x: torch.Tensor, padding: int, reach: int, bias: torch.Tensor | None,
+                out: torch.Tensor) -> None:
+    """out[b] = conv(x[b]) for every batch item (see the module docstring); x and out
+    float32 C-contiguous CPU tensors, m with (br, 1) blocks."""
+    values = m.values.detach().contiguous()
+    vdtype = VDTYPE.get(_name(values))
+    if vdtype is None or m.block[1] != 1:
+        raise TypeError(f"sw_conv1d needs (br, 1) blocks of float32 / bfloat16 / float16, got {m.block} {values.dtype}")
+    (cout, _), (cin, t) = m.shape, x.shape[1:]
+    t_out = out.shape[2]
+    if out.shape[:2] != (x.shape[0], cout) or t_out != t + 2 * padding - reach or not (x.is_contiguous() and out.is_contiguous()):
+        raise ValueError(f"conv1d_into: x {tuple(x.shape)} and out {tuple(out.shape)} do not match "
+                         f"a {cout}-channel conv with padding {padding}, reach {reach}")
+    row_ptr, (x_row, shift) = m.row_ptr.contiguous(), taps
+    bp = None if bias is None else _ptr(bias)
+    for b in range(x.shape[0]):
+        rc = lib.sw_conv1d(_ptr(values), vdtype, _ptr(x_row), _ptr(shift), _ptr(row_ptr), m.block[0], cout, cin,
+                           _ptr(x[b]), t, t, padding, reach, _ptr(out[b]), t_out, bp)
+        if rc != 0:
+            raise MemoryError("sw_conv1d: out of memory")
+
+
+def affine_relu(lib, x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, factor: int = 1) -> torch.Tensor:
+    """relu(a[..., None] * x + b[..., None]) upsampled `factor` times (nearest), float32 CPU tensors."""
+    bsz, c, t = x.shape
+    if a.shape != (bsz, c) or b.shape != (bsz, c) or factor < 1:
+        raise ValueError(f"affine_relu: x {tuple(x.shape)}, a {tuple(a.shape)}, b {tuple(b.shape)}, factor {factor}")
+    x, a, b = (v.detach().float().contiguous() for v in (x, a, b))
+    out = torch.empty(bsz, c, t * factor, dtype=torch.float32)
+    for i in range(bsz):
+        lib.sw_affine_relu(_ptr(x[i]), t, c, t, _ptr(a[i]), _ptr(b[i]), factor, _ptr(out[i]))
+    return out

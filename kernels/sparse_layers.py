@@ -37,6 +37,7 @@ class SparseConv1d(nn.Module):
         self.kernel_size, self.dilation, self.padding = kernel_size, dilation, padding
         self.register_buffer("bias", None if bias is None else bias.detach().float().clone())
         self.threads: int | None = None  # None: numba's current thread count
+        self._taps = None  # the C kernel's per-block (input row, shift), made on first use
 
     @classmethod
     def from_conv(cls, layer: nn.Conv1d, block: tuple[int, int] = (16, 1),
@@ -52,9 +53,12 @@ class SparseConv1d(nn.Module):
         return self.packed.to_dense().reshape(self.out_channels, self.in_channels, self.kernel_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from . import conv  # numba loads on first use
+        from . import conv, cpu_c  # numba loads on first use
 
-        return conv.conv1d(self.packed, x, self.bias, self.kernel_size, self.dilation, self.padding, self.threads)
+        if self._taps is None:
+            self._taps = cpu_c.conv_taps(self.packed, self.kernel_size, self.dilation)
+        return conv.conv1d(self.packed, x, self.bias, self.kernel_size, self.dilation, self.padding, self.threads,
+                           self._taps)
 
     def to_tensors(self, prefix: str) -> dict[str, torch.Tensor]:
         geometry = torch.tensor([self.kernel_size, self.dilation, self.padding], dtype=torch.int64)

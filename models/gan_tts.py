@@ -97,9 +97,15 @@ class ConditionalBatchNorm(nn.Module):
         scale, shift = 1 + self.scale(z), self.shift(z)
         if self.training or self.norm.running_var is None:
             return self.norm(x) * scale.unsqueeze(-1) + shift.unsqueeze(-1)
-        # eval: the running statistics fold into one multiply-add per element (one pass, not four)
+        a, b = self.coefficients(z)
+        return torch.addcmul(b.unsqueeze(-1), x, a.unsqueeze(-1))
+
+    def coefficients(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Eval mode: (a, b), each (B, C), with output a x + b: the running statistics fold
+        into one multiply-add per element (one pass, not four)."""
+        scale, shift = 1 + self.scale(z), self.shift(z)
         a = scale * torch.rsqrt(self.norm.running_var + self.norm.eps)
-        return torch.addcmul((shift - self.norm.running_mean * a).unsqueeze(-1), x, a.unsqueeze(-1))
+        return a, shift - self.norm.running_mean * a
 
 
 def _conv(cin: int, cout: int, kernel: int = 3, dilation: int = 1) -> nn.Conv1d:
@@ -111,6 +117,22 @@ def _conv(cin: int, cout: int, kernel: int = 3, dilation: int = 1) -> nn.Conv1d:
 
 def _upsample(x: torch.Tensor, factor: int) -> torch.Tensor:
     return x if factor == 1 else F.interpolate(x, scale_factor=float(factor), mode="nearest")
+
+
+def _bn_relu_up(bn: ConditionalBatchNorm, x: torch.Tensor, z: torch.Tensor, factor: int = 1) -> torch.Tensor:
+    """_upsample(relu(bn(x, z)), factor) in eval mode: one pass in the C kernels when they are
+    built (kernels/cpu_c.affine_relu), else ReLU in place and upsampling as a broadcast copy
+    (5x faster than F.interpolate on one CPU thread)."""
+    from kernels import ops
+
+    a, b = bn.coefficients(z)
+    lib = ops.c_spmm_lib() if x.device.type == "cpu" and x.dtype == torch.float32 else None
+    if lib is not None:
+        from kernels import cpu_c
+        return cpu_c.affine_relu(lib, x, a, b, factor)
+    y = torch.addcmul(b.unsqueeze(-1), x, a.unsqueeze(-1)).clamp_min_(0)
+    n, c, t = y.shape
+    return y if factor == 1 else y[..., None].expand(n, c, t, factor).reshape(n, c, t * factor)
 
 
 class GBlock(nn.Module):
@@ -128,14 +150,28 @@ class GBlock(nn.Module):
         self.conv3 = _conv(cout, cout, dilation=4)
         self.bn4 = ConditionalBatchNorm(cout, cond_dim, momentum)
         self.conv4 = _conv(cout, cout, dilation=8)
+        self.fast_glue = False  # set by packed_runtime: inference only
 
     def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        if self.fast_glue and not self.training:
+            return self._forward_fast(x, z)
         h = self.conv1(_upsample(F.relu(self.bn1(x, z)), self.factor))
         h = self.conv2(F.relu(self.bn2(h, z)))
         x = h + self.skip(_upsample(x, self.factor))
         h = self.conv3(F.relu(self.bn3(x, z)))
         h = self.conv4(F.relu(self.bn4(h, z)))
         return x + h
+
+    def _forward_fast(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """forward's function (eval mode) with less glue: batch norm, ReLU and upsampling in one
+        pass (_bn_relu_up), and the 1x1 skip conv at the input rate (it commutes with nearest
+        upsampling), its upsampling fused into the residual add. Same values up to rounding."""
+        h = self.conv1(_bn_relu_up(self.bn1, x, z, self.factor))
+        h = self.conv2(_bn_relu_up(self.bn2, h, z))
+        s, (b, c, t) = self.skip(x), h.shape
+        x = h.view(b, c, -1, self.factor).add_(s[..., None]).view(b, c, t)
+        h = self.conv4(_bn_relu_up(self.bn4, self.conv3(_bn_relu_up(self.bn3, x, z)), z))
+        return x.add_(h)
 
 
 class GanTTSGenerator(nn.Module):
@@ -179,6 +215,31 @@ class GanTTSGenerator(nn.Module):
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def packed_runtime(model: GanTTSGenerator) -> GanTTSGenerator:
+    """The torch engine of a generator with packed (sparse) layers, in place: the GBlocks'
+    inference glue (GBlock._forward_fast), and, where the C conv kernel is built, every
+    remaining dense Conv1d on that kernel too, as dense (br, 1) blocks (at 16 channels and
+    64,000 frames it runs a dilated conv 3x faster than torch's; docs/sparse_conv.md)."""
+    from kernels import ops
+    from kernels.sparse_layers import SparseConv1d, convertible
+
+    model.eval()
+    if ops.c_spmm_lib() is not None:
+        for name, layer in list(model.named_modules()):
+            if isinstance(layer, nn.Conv1d) and convertible(layer):
+                parent, _, leaf = name.rpartition(".")
+                block = (16, 1) if layer.out_channels % 16 == 0 else (4, 1)
+                setattr(model.get_submodule(parent) if parent else model, leaf, SparseConv1d.from_conv(layer, block))
+    for block in model.blocks:
+        block.fast_glue = True
+    return model
+
+
+def has_packed_layers(model: nn.Module) -> bool:
+    from kernels.sparse_layers import SparseConv1d
+    return any(isinstance(m, SparseConv1d) for m in model.modules())
 
 
 def export_onnx(model: GanTTSGenerator, path: str | Path, frames: int = 40, opset: int = 17) -> Path:
@@ -250,6 +311,8 @@ class GanTTSSynthesizer:
         from models.registry import model_from_bundle
 
         self.model = model_from_bundle(bundle)
+        if self.engine == "torch" and has_packed_layers(self.model):
+            packed_runtime(self.model)
         self.config: GanTTSConfig = self.model.config
         self.sample_rate = self.config.sample_rate
         self.session = None

@@ -80,8 +80,9 @@ static inline void vstorem(float *p, vf v, vmask m) {
 /* Block k of a register tile: acc[r][t] += w[k][rg0 + r, c] x[col + c, j0 + t * W]. */
 static inline __attribute__((always_inline)) void tile_block(
     const int RG, const int NV, const int bc, vf acc[16][4], const float *w, const int *ci, int k, int br,
-    int rg0, const float *x, int64_t ldx, int C, const float *zrow, int j0, vmask m) {
+    int rg0, const float *x, int64_t ldx, int C, const float *zrow, int j0, vmask m, const int *sh) {
     const int c0 = ci[k] * bc;
+    if (sh) x += sh[k]; /* conv: stored block k reads its input row from frame j + sh[k] */
     const float *wk = w + (int64_t)k * br * bc + rg0 * bc;
     for (int c = 0; c < bc; c++) {
         const float *xr = (bc == 1 || c0 + c < C) ? x + (int64_t)(c0 + c) * ldx + j0 : zrow;
@@ -103,7 +104,7 @@ static inline __attribute__((always_inline)) void tile_block(
 static inline __attribute__((always_inline)) void tile_body(
     const int RG, const int NV, const int bc, const float *w, const int *ci, int nblk, int br,
     int rg0, int nrows, const float *x, int64_t ldx, int C, const float *zrow, int j0, vmask m,
-    float *out, int64_t ldo) {
+    float *out, int64_t ldo, const int *sh, const float *bias) {
     const int U = CHAINS(RG * NV);
     vf acc[4][16][4];
 #pragma GCC unroll 4
@@ -115,8 +116,8 @@ static inline __attribute__((always_inline)) void tile_body(
     int k = 0;
     for (; k + U <= nblk; k += U)
 #pragma GCC unroll 4
-        for (int u = 0; u < U; u++) tile_block(RG, NV, bc, acc[u], w, ci, k + u, br, rg0, x, ldx, C, zrow, j0, m);
-    for (; k < nblk; k++) tile_block(RG, NV, bc, acc[0], w, ci, k, br, rg0, x, ldx, C, zrow, j0, m);
+        for (int u = 0; u < U; u++) tile_block(RG, NV, bc, acc[u], w, ci, k + u, br, rg0, x, ldx, C, zrow, j0, m, sh);
+    for (; k < nblk; k++) tile_block(RG, NV, bc, acc[0], w, ci, k, br, rg0, x, ldx, C, zrow, j0, m, sh);
 #pragma GCC unroll 16
     for (int r = 0; r < RG; r++) {
         if (rg0 + r >= nrows) break;
@@ -126,21 +127,23 @@ static inline __attribute__((always_inline)) void tile_body(
             vf sum = acc[0][r][t];
 #pragma GCC unroll 4
             for (int u = 1; u < U; u++) sum += acc[u][r][t];
+            if (bias) sum += VSET1(bias[rg0 + r]);
             VSTOREM(o + t * W, sum, t == NV - 1 ? m : FULL_MASK);
         }
     }
 }
 
 typedef void (*tile_fn)(const float *, const int *, int, int, int, int, int, const float *, int64_t, int,
-                        const float *, int, vmask, float *, int64_t);
+                        const float *, int, vmask, float *, int64_t, const int *, const float *);
 
 /* One function per (RG, NV) and bc == 1, bc == 4 or any bc: constants unroll into registers. */
 #define DEF_TILE_BC(KIND, BC, RG, NV)                                                                  \
     static void tile##KIND##_##RG##_##NV(const float *w, const int *ci, int nblk, int br, int bc,      \
                                          int rg0, int nrows, const float *x, int64_t ldx, int C,       \
-                                         const float *zrow, int j0, vmask m, float *out, int64_t ldo) { \
+                                         const float *zrow, int j0, vmask m, float *out, int64_t ldo,  \
+                                         const int *sh, const float *bias) {                           \
         (void)bc;                                                                                      \
-        tile_body(RG, NV, BC, w, ci, nblk, br, rg0, nrows, x, ldx, C, zrow, j0, m, out, ldo);          \
+        tile_body(RG, NV, BC, w, ci, nblk, br, rg0, nrows, x, ldx, C, zrow, j0, m, out, ldo, sh, bias); \
     }
 #define DEF_TILE(RG, NV) DEF_TILE_BC(1, 1, RG, NV) DEF_TILE_BC(4, 4, RG, NV) DEF_TILE_BC(n, bc, RG, NV)
 #define DEF_RG(RG) DEF_TILE(RG, 1) DEF_TILE(RG, 2) DEF_TILE(RG, 3) DEF_TILE(RG, 4)
@@ -163,11 +166,11 @@ static const tile_fn TILES[5][3][4] = {
    tile above spends br / W x ceil(J / W). The J x br result is stored transposed. */
 static inline __attribute__((always_inline)) void lanes_block(
     const int RV, const int J, vf acc[2][8], const float *w, const int *ci, int k, int br, vmask rm,
-    const float *x, int64_t ldx, int j0) {
+    const float *x, int64_t ldx, int j0, const int *sh) {
     vf wv[2];
 #pragma GCC unroll 2
     for (int v = 0; v < RV; v++) wv[v] = VLOADM(w + (int64_t)k * br + v * W, v == RV - 1 ? rm : FULL_MASK);
-    const float *xr = x + (int64_t)ci[k] * ldx + j0;
+    const float *xr = x + (int64_t)ci[k] * ldx + j0 + (sh ? sh[k] : 0);
 #pragma GCC unroll 8
     for (int j = 0; j < J; j++) {
         const vf xs = VSET1(xr[j]);
@@ -178,7 +181,7 @@ static inline __attribute__((always_inline)) void lanes_block(
 
 static inline __attribute__((always_inline)) void lanes_body(
     const int RV, const int J, const float *w, const int *ci, int nblk, int br, vmask rm, int nrows,
-    const float *x, int64_t ldx, int j0, float *out, int64_t ldo) {
+    const float *x, int64_t ldx, int j0, float *out, int64_t ldo, const int *sh, const float *bias) {
     const int U = CHAINS(RV * J);
     vf acc[4][2][8];
 #pragma GCC unroll 4
@@ -190,8 +193,8 @@ static inline __attribute__((always_inline)) void lanes_body(
     int k = 0;
     for (; k + U <= nblk; k += U)
 #pragma GCC unroll 4
-        for (int u = 0; u < U; u++) lanes_block(RV, J, acc[u], w, ci, k + u, br, rm, x, ldx, j0);
-    for (; k < nblk; k++) lanes_block(RV, J, acc[0], w, ci, k, br, rm, x, ldx, j0);
+        for (int u = 0; u < U; u++) lanes_block(RV, J, acc[u], w, ci, k + u, br, rm, x, ldx, j0, sh);
+    for (; k < nblk; k++) lanes_block(RV, J, acc[0], w, ci, k, br, rm, x, ldx, j0, sh);
 #if ISA == 0
     float tmp[8][2 * W] = {{0}}; /* gcc cannot see that the portable stores fill every lane */
 #else
@@ -207,15 +210,16 @@ static inline __attribute__((always_inline)) void lanes_body(
             VSTOREM(&tmp[j][v * W], sum, FULL_MASK);
         }
     for (int r = 0; r < nrows; r++)
-        for (int j = 0; j < J; j++) out[(int64_t)r * ldo + j0 + j] = tmp[j][r];
+        for (int j = 0; j < J; j++) out[(int64_t)r * ldo + j0 + j] = tmp[j][r] + (bias ? bias[r] : 0.0f);
 }
 
 typedef void (*lanes_fn)(const float *, const int *, int, int, vmask, int, const float *, int64_t, int, float *,
-                         int64_t);
+                         int64_t, const int *, const float *);
 #define DEF_LANES(RV, J)                                                                                \
     static void lanes_##RV##_##J(const float *w, const int *ci, int nblk, int br, vmask rm, int nrows,  \
-                                 const float *x, int64_t ldx, int j0, float *out, int64_t ldo) {        \
-        lanes_body(RV, J, w, ci, nblk, br, rm, nrows, x, ldx, j0, out, ldo);                            \
+                                 const float *x, int64_t ldx, int j0, float *out, int64_t ldo,          \
+                                 const int *sh, const float *bias) {                                    \
+        lanes_body(RV, J, w, ci, nblk, br, rm, nrows, x, ldx, j0, out, ldo, sh, bias);                  \
     }
 #define DEF_LANES_RV(RV) DEF_LANES(RV, 1) DEF_LANES(RV, 2) DEF_LANES(RV, 3) DEF_LANES(RV, 4) \
                          DEF_LANES(RV, 5) DEF_LANES(RV, 6) DEF_LANES(RV, 7) DEF_LANES(RV, 8)
@@ -233,14 +237,14 @@ static int lanes_pays(int br, int bc, int N) {
 }
 
 static void spmm_lanes(const float *w, const int *ci, int nblk, int br, int nrows, const float *x, int64_t ldx,
-                       int N, float *out, int64_t ldo) {
+                       int N, float *out, int64_t ldo, const int *sh, const float *bias) {
     const int rv = (br + W - 1) / W;
     int jmax = MAX_ACC / rv;
     if (jmax > 8) jmax = 8;
     const vmask rm = tail_mask(br - (rv - 1) * W);
     for (int j0 = 0; j0 < N; j0 += jmax) {
         const int J = N - j0 < jmax ? N - j0 : jmax;
-        LANES[rv - 1][J - 1](w, ci, nblk, br, rm, nrows, x, ldx, j0, out, ldo);
+        LANES[rv - 1][J - 1](w, ci, nblk, br, rm, nrows, x, ldx, j0, out, ldo, sh, bias);
     }
 }
 
@@ -288,31 +292,25 @@ static void decode(const void *vals, int vdtype, int64_t i0, int64_t n, float *d
 int sw_vector_width(void) { return W; }
 int sw_isa(void) { return ISA; }
 
-/* out rows of block rows rb0..rb1 = S x. Returns 0, or -1 if scratch memory ran out. */
-int sw_spmm(const void *vals, int vdtype, const int *col_idx, const int *row_ptr, int br, int bc, int R,
-            int C, const float *x, int64_t ldx, int N, float *out, int64_t ldo, int rb0, int rb1) {
-    if (N <= 0 || rb1 <= rb0) return 0;
-    const int bs = br * bc;
-    int max_blk = 0;
-    for (int rb = rb0; rb < rb1; rb++)
-        if (row_ptr[rb + 1] - row_ptr[rb] > max_blk) max_blk = row_ptr[rb + 1] - row_ptr[rb];
-    float *scratch = NULL, *zrow = NULL;
-    if (vdtype != 0 && max_blk > 0 && !(scratch = malloc(sizeof(float) * (size_t)max_blk * bs))) return -1;
-    if (bc > 1 && C % bc && !(zrow = calloc((size_t)N + W, sizeof(float)))) {
-        free(scratch);
-        return -1;
-    }
-    const int which = bc == 1 ? 0 : bc == 4 ? 1 : 2, lanes = lanes_pays(br, bc, N);
+/* Block rows rb0..rb1 of out = S x (+ bias), the loop nest of sw_spmm; scratch holds the
+   decoded values of one block row (half dtypes), zrow N + W zeros (bc > 1 and C % bc),
+   sh the per-block frame shift of a convolution (or NULL). */
+static void run_rows(const void *vals, int vdtype, const int *col_idx, const int *row_ptr, int br, int bc, int R,
+                     int C, const float *x, int64_t ldx, int N, float *out, int64_t ldo, int rb0, int rb1,
+                     float *scratch, const float *zrow, const int *sh, const float *bias) {
+    const int bs = br * bc, which = bc == 1 ? 0 : bc == 4 ? 1 : 2, lanes = lanes_pays(br, bc, N);
     for (int rb = rb0; rb < rb1; rb++) {
         const int k0 = row_ptr[rb], nblk = row_ptr[rb + 1] - k0;
         const int r0 = rb * br, nrows = R - r0 < br ? R - r0 : br;
         const float *w = (const float *)vals + (int64_t)k0 * bs;
+        const int *shk = sh ? sh + k0 : NULL;
+        const float *bk = bias ? bias + r0 : NULL;
         if (vdtype != 0 && nblk > 0) {
             decode(vals, vdtype, (int64_t)k0 * bs, (int64_t)nblk * bs, scratch);
             w = scratch;
         }
         if (lanes) {
-            spmm_lanes(w, col_idx + k0, nblk, br, nrows, x, ldx, N, out + (int64_t)r0 * ldo, ldo);
+            spmm_lanes(w, col_idx + k0, nblk, br, nrows, x, ldx, N, out + (int64_t)r0 * ldo, ldo, shk, bk);
             continue;
         }
         for (int rg0 = 0; rg0 < nrows; ) {
@@ -327,13 +325,111 @@ int sw_spmm(const void *vals, int vdtype, const int *col_idx, const int *row_ptr
                 const int ncols = rem < nv * W ? rem : nv * W;
                 const vmask m = tail_mask(ncols - (nv - 1) * W);
                 TILES[log2_rg(rg)][which][nv - 1](w, col_idx + k0, nblk, br, bc, rg0, nrows, x, ldx, C, zrow,
-                                                  j0, m, out + (int64_t)r0 * ldo, ldo);
+                                                  j0, m, out + (int64_t)r0 * ldo, ldo, shk, bk);
                 j0 += ncols;
             }
             rg0 += rg;
         }
     }
+}
+
+static int max_blocks(const int *row_ptr, int rb0, int rb1) {
+    int max_blk = 0;
+    for (int rb = rb0; rb < rb1; rb++)
+        if (row_ptr[rb + 1] - row_ptr[rb] > max_blk) max_blk = row_ptr[rb + 1] - row_ptr[rb];
+    return max_blk;
+}
+
+/* out rows of block rows rb0..rb1 = S x. Returns 0, or -1 if scratch memory ran out. */
+int sw_spmm(const void *vals, int vdtype, const int *col_idx, const int *row_ptr, int br, int bc, int R,
+            int C, const float *x, int64_t ldx, int N, float *out, int64_t ldo, int rb0, int rb1) {
+    if (N <= 0 || rb1 <= rb0) return 0;
+    const int max_blk = max_blocks(row_ptr, rb0, rb1);
+    float *scratch = NULL, *zrow = NULL;
+    if (vdtype != 0 && max_blk > 0 && !(scratch = malloc(sizeof(float) * (size_t)max_blk * br * bc))) return -1;
+    if (bc > 1 && C % bc && !(zrow = calloc((size_t)N + W, sizeof(float)))) {
+        free(scratch);
+        return -1;
+    }
+    run_rows(vals, vdtype, col_idx, row_ptr, br, bc, R, C, x, ldx, N, out, ldo, rb0, rb1, scratch, zrow, NULL, NULL);
     free(scratch);
     free(zrow);
     return 0;
+}
+
+/* Frames per pass over all block rows in sw_conv1d: the input rows of a pass stay in L2
+   (96 channels x 512 frames = 192 KB), where one pass over the whole signal per block row
+   streams them from memory for every block row. */
+#define CONV_CHUNK 512
+
+/* Output frames a..b of a convolution whose input frames a - pad .. b + reach - pad reach
+   past the signal: a zero-padded copy of that window (C rows). */
+static int conv_edge(const void *vals, int vdtype, const int *x_row, const int *shift, const int *row_ptr, int br,
+                     int R, int C, const float *x, int64_t ldx, int T, int pad, int reach, float *out, int64_t ldo,
+                     int a, int b, float *scratch, const float *bias) {
+    const int width = b - a + reach;
+    float *win = calloc((size_t)C * width, sizeof(float));
+    if (!win) return -1;
+    for (int c = 0; c < C; c++)
+        for (int i = 0; i < width; i++) {
+            const int t = a + i - pad;
+            if (t >= 0 && t < T) win[(int64_t)c * width + i] = x[(int64_t)c * ldx + t];
+        }
+    run_rows(vals, vdtype, x_row, row_ptr, br, 1, R, C, win, width, b - a, out + a, ldo, 0,
+             (R + br - 1) / br, scratch, NULL, shift, bias);
+    free(win);
+    return 0;
+}
+
+/* Sparse Conv1d, (br, 1) blocks: out (R, T_out) = bias + sum over stored blocks k of
+   values[k] x[x_row[k], t + shift[k] - pad], x (C, T) unpadded (zeros outside), T_out =
+   T + 2 pad - reach, shift[k] = tap * dilation in 0..reach. Frames whose taps stay inside
+   the signal read x in place (in chunks of CONV_CHUNK frames); the pad-wide edges read a
+   zero-padded copy. bias may be NULL. Returns 0, or -1 if memory ran out. */
+int sw_conv1d(const void *vals, int vdtype, const int *x_row, const int *shift, const int *row_ptr, int br,
+              int R, int C, const float *x, int64_t ldx, int T, int pad, int reach, float *out, int64_t ldo,
+              const float *bias) {
+    const int t_out = T + 2 * pad - reach, nbr = (R + br - 1) / br;
+    if (t_out <= 0 || nbr <= 0) return 0;
+    const int max_blk = max_blocks(row_ptr, 0, nbr);
+    float *scratch = NULL;
+    if (vdtype != 0 && max_blk > 0 && !(scratch = malloc(sizeof(float) * (size_t)max_blk * br))) return -1;
+    int lo = pad < t_out ? pad : t_out, hi = t_out - pad, rc = 0;
+    if (hi < lo) hi = lo;
+    for (int j = lo; j < hi; j += CONV_CHUNK) {  /* out frame j reads x frame j - pad + shift */
+        const int n = hi - j < CONV_CHUNK ? hi - j : CONV_CHUNK;
+        run_rows(vals, vdtype, x_row, row_ptr, br, 1, R, C, x + (j - pad), ldx, n, out + j, ldo, 0, nbr,
+                 scratch, NULL, shift, bias);
+    }
+    if (lo > 0)
+        rc |= conv_edge(vals, vdtype, x_row, shift, row_ptr, br, R, C, x, ldx, T, pad, reach, out, ldo, 0, lo,
+                        scratch, bias);
+    if (hi < t_out)
+        rc |= conv_edge(vals, vdtype, x_row, shift, row_ptr, br, R, C, x, ldx, T, pad, reach, out, ldo, hi, t_out,
+                        scratch, bias);
+    free(scratch);
+    return rc;
+}
+
+/* out (C, T * factor) = relu(a[c] x[c, t] + b[c]) repeated factor times along time (nearest
+   upsampling): eval-mode batch norm, ReLU and upsampling of a conv's input in one pass,
+   where torch makes three. x rows have stride ldx. */
+void sw_affine_relu(const float *x, int64_t ldx, int C, int T, const float *a, const float *b, int factor,
+                    float *out) {
+    for (int c = 0; c < C; c++) {
+        const float ac = a[c], bc = b[c], *xr = x + (int64_t)c * ldx;
+        float *o = out + (int64_t)c * T * factor;
+        if (factor == 1) {
+            for (int t = 0; t < T; t++) {
+                const float v = ac * xr[t] + bc;
+                o[t] = v > 0.0f ? v : 0.0f;
+            }
+        } else {
+            for (int t = 0; t < T; t++) {
+                float v = ac * xr[t] + bc;
+                v = v > 0.0f ? v : 0.0f;
+                for (int i = 0; i < factor; i++) o[(int64_t)t * factor + i] = v;
+            }
+        }
+    }
 }

@@ -136,3 +136,14 @@ def test_build_is_cached_and_reports_errors(tmp_path):
     with pytest.raises(cbuild.BuildError, match="failed"):
         cbuild.build("spmm", ("-fno-such-flag",), out_dir=tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == [first.name]  # no temporary left behind
+
+
+@pytest.mark.parametrize("block", [(16, 1), (4, 1)])
+def test_c_conv1d_each_isa_path(lib, block):
+    """sw_conv1d (shifted taps, padded edges, chunks, bias) on each ISA path against torch's conv."""
+    m, dense = random_matrix(20, 9 * 3, 0.35, block)
+    x, bias = torch.randn(2, 9, 700), torch.randn(20)
+    want = torch.nn.functional.conv1d(x, dense.reshape(20, 9, 3), bias, padding=4, dilation=4)
+    out = torch.empty_like(want)
+    cpu_c.conv1d_into(lib, m, cpu_c.conv_taps(m, 3, 4), x, 4, 8, bias, out)
+    torch.testing.assert_close(out, want, atol=1e-4, rtol=1e-4)

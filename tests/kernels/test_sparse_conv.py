@@ -10,17 +10,30 @@ from torch import nn
 from kernels import (BlockSparseLinear, SparseConv1d, conv1x1, load_packed_state, pack_sparse_layers,
                      packed_state_dict, reference, spmm)
 from kernels import conv as sconv
+from kernels import cpu_c, ops
 from kernels.sparse_layers import set_threads
 
 # (Cout, Cin, kernel, dilation, padding, batch, frames): odd channel counts leave partial
-# block rows; frames span one and several column tiles
-CASES = [(37, 23, 1, 1, 0, 2, 300), (20, 9, 3, 2, 2, 1, 41), (40, 12, 3, 4, 0, 3, 600), (5, 7, 2, 1, 1, 1, 3)]
+# block rows; frames span one and several column tiles (numba) and chunks (C); padding wider
+# than the signal leaves only the C kernel's padded edges
+CASES = [(37, 23, 1, 1, 0, 2, 300), (20, 9, 3, 2, 2, 1, 41), (40, 12, 3, 4, 0, 3, 600), (5, 7, 2, 1, 1, 1, 3),
+         (33, 17, 3, 8, 8, 2, 1100), (21, 4, 3, 1, 3, 1, 2)]
+
+
+@pytest.fixture(params=["c", "numba"])
+def kernel(request, monkeypatch):
+    """Run conv.conv1d on the C kernel (when it is built) or with it switched off (numba)."""
+    if request.param == "c" and ops.c_spmm_lib() is None:
+        pytest.skip("the C kernels are not built here")
+    if request.param == "numba":
+        monkeypatch.setattr(ops, "c_spmm_lib", lambda: None)
+    return request.param
 
 
 @pytest.mark.parametrize("block", [(16, 1), (8, 1), (4, 1)])
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_conv1d_matches_reference_and_dense(block, case, dtype):
+def test_conv1d_matches_reference_and_dense(block, case, dtype, kernel):
     cout, cin, k, d, p, b, t = case
     m, dense = random_matrix(cout, cin * k, 0.35, block, dtype)
     g = torch.Generator().manual_seed(1)
@@ -110,3 +123,15 @@ def test_sparse_conv_under_autograd_uses_the_reference():
     x = torch.randn(1, 12, 30, requires_grad=True)
     sparse(x).sum().backward()
     torch.testing.assert_close(x.grad, torch.autograd.grad(layer(x).sum(), x)[0], atol=1e-4, rtol=1e-4)
+
+
+def test_affine_relu_upsamples_in_one_pass():
+    lib = ops.c_spmm_lib()
+    if lib is None:
+        pytest.skip("the C kernels are not built here")
+    x, a, b = torch.randn(2, 5, 33), torch.randn(2, 5), torch.randn(2, 5)
+    want = torch.relu(a[..., None] * x + b[..., None])
+    torch.testing.assert_close(cpu_c.affine_relu(lib, x, a, b), want)
+    torch.testing.assert_close(cpu_c.affine_relu(lib, x, a, b, 3), want.repeat_interleave(3, dim=2))
+    with pytest.raises(ValueError):
+        cpu_c.affine_relu(lib, x, a[:, :4], b)
