@@ -1,4 +1,4 @@
-"""Sparse 1x1 convolution (kernels/conv.py) against torch's dense conv1d, and sparse
+"""Sparse 1x1 convolution (kernels/conv.py: the C kernel where built) against torch's dense conv1d, and sparse
 feed-forward models against their dense twins, on 2 threads.
 
     python -m bench.sparse_conv [--quick] [--threads 2]
@@ -80,12 +80,50 @@ def conv_case(block, sparsity: float, threads: int, n_rounds: int, calls: int, c
             "speedup_of_minimums": round(best["dense"] / best["sparse"], 2), "max_abs_diff": err}
 
 
+# (Cout, Cin, kernel, dilation, frames, block rows, sparsity): GAN-TTS layers at 4 s of audio
+LAYERS = [(96, 96, 3, 8, 800, 4, 0.9), (64, 64, 3, 4, 3200, 4, 0.9), (32, 32, 3, 2, 32000, 4, 0.9),
+          (32, 48, 1, 1, 32000, 4, 0.9), (16, 32, 3, 1, 64000, 4, 0.9), (16, 16, 3, 8, 64000, 16, 0.0),
+          (16, 32, 1, 1, 64000, 16, 0.0)]
+
+
+def layer_rows(n_rounds: int = 5, calls: int = 5) -> list[dict]:
+    """One thread: each GAN-TTS-shaped conv on the C kernel, the numba kernel and torch's dense conv1d."""
+    from kernels import ops
+    rows = []
+    g = torch.Generator().manual_seed(0)
+    for cout, cin, k, d, t, br, sparsity in LAYERS:
+        keep = torch.rand(cout // br, cin * k, generator=g) >= sparsity
+        w = torch.randn(cout, cin * k, generator=g) * keep.repeat_interleave(br, 0)
+        m, x, b, pad = BlockSparseMatrix.from_dense(w, block=(br, 1)), torch.randn(1, cin, t), torch.randn(cout), d * (k - 1) // 2
+        lib, w3 = ops.c_spmm_lib(), w.reshape(cout, cin, k)
+
+        def numba_conv():
+            ops.c_spmm_lib = lambda: None  # the numba kernel: the dispatcher sees no C library
+            try:
+                sconv.conv1d(m, x, b, k, d, pad, threads=1)
+            finally:
+                ops.c_spmm_lib = c_lib
+        c_lib = ops.c_spmm_lib
+        fns = {"numba": numba_conv, "dense": lambda: F.conv1d(x, w3, b, padding=pad, dilation=d)}
+        if lib is not None:
+            fns["c"] = lambda: sconv.conv1d(m, x, b, k, d, pad)
+        with torch.no_grad():
+            times, _ = rounds(fns, n_rounds, calls)
+        rows.append({"shape": [cout, cin, k, d, t], "block": [br, 1], "sparsity": sparsity,
+                     **{f"{key}_us": round(v * 1e6, 1) for key, v in times.items()}})
+        print(f"conv {cout}x{cin} k{k} d{d}, {t} frames, {br}x1, {sparsity:.0%} zero: "
+              + ", ".join(f"{key} {v * 1e6:.0f} us" for key, v in times.items()))
+    return rows
+
+
 # --- models -----------------------------------------------------------------------
 def _gan_tts_timer(path: str, seconds: float, threads: int, engine: str = "default"):
     """(fn, audio seconds): the generator's forward pass over `seconds` of random features,
-    on the bundle's default engine (onnxruntime for dense bundles) or torch eager."""
+    on the bundle's default engine (onnxruntime for dense bundles; for packed bundles the
+    torch engine's packed_runtime, as GanTTSSynthesizer runs it), torch eager ("torch"), or
+    packed_runtime for any bundle ("packed": a dense one runs its convs as dense blocks)."""
     from models.bundle import load_bundle
-    from models.gan_tts import onnx_session, run_onnx
+    from models.gan_tts import has_packed_layers, onnx_session, packed_runtime, run_onnx
     from models.registry import model_from_bundle
 
     bundle = load_bundle(path)
@@ -99,6 +137,8 @@ def _gan_tts_timer(path: str, seconds: float, threads: int, engine: str = "defau
     if engine == "default" and bundle.onnx_path is not None and not bundle.manifest.get("sparsity"):
         session = onnx_session(bundle.onnx_path, threads=threads, spinning=False)
         return (lambda: run_onnx(session, feats, noise, speaker)), seconds
+    if engine == "packed" or (engine == "default" and has_packed_layers(model)):
+        packed_runtime(model)
     tf, tn, ts = torch.from_numpy(feats), torch.from_numpy(noise), torch.from_numpy(speaker)
 
     def run():
@@ -125,6 +165,7 @@ def _onsets_frames_timer(path: str, seconds: float, threads: int, engine: str = 
 
 
 TIMERS = {"gan_tts": _gan_tts_timer, "onsets_frames": _onsets_frames_timer}
+PACKED_ENGINE = {"gan_tts"}  # models whose timer takes engine="packed"
 SECONDS = {"gan_tts": (1.0, 4.0), "onsets_frames": (8.0, 32.0)}  # (--quick, full): an utterance; a runtime window
 
 
@@ -143,15 +184,20 @@ def model_rows(threads: int, quick: bool, keys: list[str]) -> dict:
         for label, path in {"dense": dense_path, **{f"sparse{s}": p for s, p in present.items()}}.items():
             fns[label], audio[label] = TIMERS[key](path, seconds, threads)
         fns["dense_torch"], audio["dense_torch"] = TIMERS[key](dense_path, seconds, threads, "torch")
+        if key in PACKED_ENGINE:  # the dense weights on the sparse models' runtime: what sparsity itself buys
+            fns["dense_packed"], audio["dense_packed"] = TIMERS[key](dense_path, seconds, threads, "packed")
         times, _ = rounds(fns, n_rounds, calls)
         rtf = {label: audio[label] / t for label, t in times.items()}
         best = max(present)
         out[f"{key}_dense_realtime_factor"] = round(rtf["dense"], 2)
         out[f"{key}_dense_torch_realtime_factor"] = round(rtf["dense_torch"], 2)
+        if "dense_packed" in rtf:
+            out[f"{key}_dense_packed_realtime_factor"] = round(rtf["dense_packed"], 2)
         out[f"{key}_sparse_realtime_factor"] = round(rtf[f"sparse{best}"], 2)
         for s in present:
             out[f"{key}_sparse{s}_realtime_factor"] = round(rtf[f"sparse{s}"], 2)
-        print(f"{key}: dense {rtf['dense']:.1f}x real time ({dense_path}, torch eager {rtf['dense_torch']:.1f}x); "
+        packed = f", packed runtime {rtf['dense_packed']:.1f}x" if "dense_packed" in rtf else ""
+        print(f"{key}: dense {rtf['dense']:.1f}x real time ({dense_path}, torch eager {rtf['dense_torch']:.1f}x{packed}); "
               + ", ".join(f"{s}% sparse {rtf[f'sparse{s}']:.1f}x ({present[s]})" for s in present))
     return out
 
@@ -161,11 +207,18 @@ def main(argv=None) -> dict:
     ap.add_argument("--quick", action="store_true", help="fewer rounds, the 16x1 case and the sparsest bundles (< 60 s)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-models", action="store_true", help="the kernel cases only")
+    ap.add_argument("--layers", action="store_true", help="GAN-TTS-shaped convs on one thread: C, numba, dense (then exit)")
     ap.add_argument("--models", nargs="*", choices=sorted(SPARSE_BUNDLES), help="only these models (no kernel cases)")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     numba.set_num_threads(min(a.threads, numba.config.NUMBA_NUM_THREADS))
     load_before = os.getloadavg()[0]
+    if a.layers:
+        torch.set_num_threads(1)
+        result = {"benchmark": "sparse_conv_layers", "layers": layer_rows(),
+                  "load_avg_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
+        print(json.dumps(result))
+        return result
     n_rounds, calls = (5, 10) if a.quick else (9, 20)
     blocks = [] if a.models else [(16, 1)] if a.quick else [(16, 1), (8, 1), (4, 1)]
     cases = [conv_case(b, 0.9, a.threads, n_rounds, calls) for b in blocks]

@@ -234,7 +234,27 @@ def packed_runtime(model: GanTTSGenerator) -> GanTTSGenerator:
                 setattr(model.get_submodule(parent) if parent else model, leaf, SparseConv1d.from_conv(layer, block))
     for block in model.blocks:
         block.fast_glue = True
+    if not getattr(model, "_one_torch_thread", False):  # the hooks once, however often this runs
+        model.register_forward_pre_hook(_one_torch_thread)
+        model.register_forward_hook(_restore_torch_threads)
+        model._one_torch_thread = True
     return model
+
+
+# The packed runtime's kernels run on one thread; its few remaining torch ops (residual adds,
+# tanh, the batch norms' small linear maps) run on one thread too: on 2 threads every one of
+# them is a parallel region, and on the shared 2-core machine that made the forward 3-9x
+# slower (bench.sparse_conv, docs/sparse_conv.md). The count is process-wide, so it is set
+# for the call and put back after it.
+def _one_torch_thread(model: nn.Module, args) -> None:
+    model._torch_threads = torch.get_num_threads()
+    if model._torch_threads != 1:
+        torch.set_num_threads(1)
+
+
+def _restore_torch_threads(model: nn.Module, args, output) -> None:
+    if getattr(model, "_torch_threads", 1) != 1:
+        torch.set_num_threads(model._torch_threads)
 
 
 def has_packed_layers(model: nn.Module) -> bool:
