@@ -1,13 +1,19 @@
 """models.gan_tts.packed_runtime (the torch engine of packed bundles) against the plain forward."""
 from __future__ import annotations
 
+import pytest
 import torch
 
-from kernels import SparseConv1d, pack_sparse_layers
+from kernels import SparseConv1d, ops, pack_sparse_layers
 from models.gan_tts import GanTTSConfig, GanTTSGenerator, packed_runtime
 
 
-def test_packed_runtime_keeps_the_generator_output():
+@pytest.mark.parametrize("c_kernels", [True, False])
+def test_packed_runtime_keeps_the_generator_output(c_kernels, monkeypatch):
+    if c_kernels and ops.c_spmm_lib() is None:
+        pytest.skip("the C kernels are not built here")
+    if not c_kernels:  # numba convs and torch glue
+        monkeypatch.setattr(ops, "c_spmm_lib", lambda: None)
     torch.manual_seed(0)
     cfg = GanTTSConfig(in_channels=10, noise_dim=8, speaker_dim=4, channels=(16, 16, 12, 8, 8, 8, 4))
     model = GanTTSGenerator(cfg).eval()
@@ -24,4 +30,7 @@ def test_packed_runtime_keeps_the_generator_output():
         assert pack_sparse_layers(model)
         packed_runtime(model)
         assert model.blocks[0].fast_glue and isinstance(model.blocks[0].conv1, SparseConv1d)
+        assert isinstance(model.post, SparseConv1d) == c_kernels  # dense convs move to C only
+        threads = torch.get_num_threads()
         torch.testing.assert_close(model(features, noise, speaker), want, atol=1e-4, rtol=1e-4)
+        assert torch.get_num_threads() == threads  # the one-thread hook puts the count back
