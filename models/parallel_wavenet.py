@@ -159,6 +159,26 @@ def run_onnx(session, z: np.ndarray, cond: np.ndarray, speaker: np.ndarray) -> n
                                    "speaker": speaker.astype(np.int64)})[0]
 
 
+def run_onnx_chunked(session, config: ParallelWaveNetConfig, z: np.ndarray, cond: np.ndarray, speaker: np.ndarray,
+                     chunk_frames: int = 200) -> np.ndarray:
+    """`run_onnx` in pieces of `chunk_frames` frames, each run with the frames its output depends on
+    (the flows' receptive field and the conditioning net's context on the left, the conditioning
+    net's context and the interpolation's next frame on the right): the same audio, but tensors
+    that stay in cache (one pass over a long utterance is memory-bound; docs/parallel_wavenet.md)."""
+    hop, K = config.hop_length, cond.shape[1]
+    ctx = config.cond_layers * (config.cond_kernel // 2)
+    left, right = -(-config.receptive_field // hop) + ctx + 1, ctx + 1
+    if K <= chunk_frames + left + right:
+        return run_onnx(session, z, cond, speaker)
+    pieces = []
+    for a in range(0, K, chunk_frames):
+        b = min(a + chunk_frames, K)
+        lo, hi = max(a - left, 0), min(b + right, K)
+        out = run_onnx(session, z[:, lo * hop:hi * hop], cond[:, lo:hi], speaker)
+        pieces.append(out[:, (a - lo) * hop:(b - lo) * hop])
+    return np.concatenate(pieces, axis=1)
+
+
 class ParallelWaveNetSynthesizer:
     """models.inference.Synthesizer: text -> MBROLA-voice prosody (espeak-ng --pho) -> 200 Hz
     linguistic features -> the student through onnxruntime (or torch) -> audio, one chunk.
@@ -216,7 +236,7 @@ class ParallelWaveNetSynthesizer:
         g = torch.Generator().manual_seed(self.seed if seed is None else seed)
         z = logistic_noise((1, cond.shape[0] * self.config.hop_length), g)
         if self.session is not None:
-            return run_onnx(self.session, z.numpy(), cond[None], speaker)[0]
+            return run_onnx_chunked(self.session, self.config, z.numpy(), cond[None], speaker)[0]
         with torch.no_grad():
             return self.model.generate(torch.from_numpy(cond[None]).float(), torch.from_numpy(speaker), z)[0].numpy()
 

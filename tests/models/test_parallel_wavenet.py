@@ -9,7 +9,8 @@ from models.bundle import save_bundle
 from models.config import config_to_dict
 from models.inference import load_runtime
 from models.logistic_mixture import logistic_entropy, logistic_log_pdf, logistic_noise
-from models.parallel_wavenet import ParallelWaveNet, ParallelWaveNetConfig, export_onnx, onnx_session, run_onnx
+from models.parallel_wavenet import (ParallelWaveNet, ParallelWaveNetConfig, export_onnx, onnx_session, run_onnx,
+                                     run_onnx_chunked)
 
 
 def tiny_config(**overrides) -> ParallelWaveNetConfig:
@@ -78,6 +79,19 @@ def test_onnx_matches_torch_for_the_same_noise(tmp_path):
         got = run_onnx(session, z.numpy(), cond.numpy(), speaker.numpy())
         assert got.shape == (2, frames * 4)
         np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_chunked_onnx_equals_one_pass(tmp_path):
+    """Pieces run with their receptive field and conditioning context give the one-pass audio."""
+    torch.manual_seed(5)
+    cfg = tiny_config()
+    model = perturbed(ParallelWaveNet(cfg), 0.05).eval()
+    session = onnx_session(export_onnx(model, tmp_path / "student.onnx"), threads=1)
+    cond, speaker = np.random.default_rng(1).standard_normal((2, 61, 5)).astype(np.float32), np.array([1, 0])
+    z = logistic_noise((2, 61 * 4)).numpy()
+    whole = run_onnx(session, z, cond, speaker)
+    for chunk in (7, 20):
+        np.testing.assert_allclose(run_onnx_chunked(session, cfg, z, cond, speaker, chunk), whole, atol=1e-5)
 
 
 def write_bundle(tmp_path, config, model, frontend):
