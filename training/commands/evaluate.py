@@ -12,6 +12,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--model", help="bundle directory")
     p.add_argument("--data", help="held-out data directory")
     p.add_argument("--recognizer", help="fdsd: Deep Speech 2 bundle for the features (default bundles/deepspeech2-default)")
+    p.add_argument("--reference", default="auto", choices=("auto", "corpus", "mbrola-labels"),
+                   help="fdsd: real audio from the corpus's held-out recordings, or MBROLA renders of exact "
+                        "labels (GAN-TTS); auto: mbrola-labels for GAN-TTS, corpus otherwise")
     p.add_argument("--teacher", help="parallel-wavenet: the WaveNet teacher bundle the student was distilled from")
     p.add_argument("--split", default="test", help="parallel-wavenet: corpus split (default test)")
     p.add_argument("--limit", type=int, default=4, help="parallel-wavenet: held-out utterances (default 4)")
@@ -41,12 +44,12 @@ def eval_asr(args) -> int:
 
 
 def eval_fdsd(args) -> int:
-    """FDSD/KDSD/cFDSD/cKDSD of a GAN-TTS bundle on held-out sentences, next to the real-audio floor."""
+    """FDSD/KDSD/cFDSD/cKDSD of a TTS bundle on held-out sentences, next to the real-audio floor."""
     import json
     from pathlib import Path
 
     from models.bundle import BundleError
-    from training.objectives.gan_tts import evaluate_fdsd
+    from training.objectives.tts_eval import evaluate_fdsd
 
     recognizer = args.recognizer or "bundles/deepspeech2-default"
     if not Path(recognizer).is_dir():
@@ -55,7 +58,7 @@ def eval_fdsd(args) -> int:
     if not args.model or not args.data:
         raise CliError("eval fdsd needs --model BUNDLE and --data CORPUS_DIR")
     try:
-        print(json.dumps(evaluate_fdsd(args.model, args.data, recognizer)))
+        print(json.dumps(evaluate_fdsd(args.model, args.data, recognizer, reference=args.reference)))
     except (BundleError, FileNotFoundError, ValueError) as exc:
         raise CliError(str(exc)) from None
     return 0

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
-import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -31,6 +30,7 @@ from models.deepspeech2.runtime import LM_ASSET, export_onnx
 from models.deepspeech2.text import encode, normalize_transcript
 from models.registry import bundle_tensors
 from training.config import LoopConfig, OptimConfig
+from training.data.readers import read_labels
 from training.objective import Objective
 
 
@@ -70,25 +70,6 @@ class DeepSpeech2RunConfig:
     decode: DeepSpeech2DecodeConfig = DeepSpeech2DecodeConfig()
     optim: OptimConfig = OptimConfig(lr=5e-4, grad_clip=400.0, schedule="cosine", warmup_steps=200)
     loop: LoopConfig = LoopConfig(max_steps=20000, batch_size=16, log_every=25, val_every=500, ckpt_every=500)
-
-
-def read_labels(root: str | Path, split: str | None = None) -> list[dict[str, Any]]:
-    """Rows of ROOT/labels.jsonl (optionally one split), each with its wav path."""
-    root = Path(root)
-    path = root / "labels.jsonl"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found; build a corpus with `sparsewave data speech --out {root}`")
-    rows = []
-    for line in path.read_text().splitlines():
-        if not line.strip():
-            continue
-        row = json.loads(line)
-        if split is not None and row.get("split") != split:
-            continue
-        wav = row.get("path") or row.get("wav") or f"wavs/{row['id']}.wav"
-        row["wav_path"] = str(root / wav)
-        rows.append(row)
-    return rows
 
 
 def row_text(row: dict[str, Any]) -> str:

@@ -278,11 +278,3 @@ def reference_pairs(synth, texts: list[str]) -> tuple[list[np.ndarray], list[np.
             real.append(normalize_loudness(np.pad(clip, (0, n - len(clip)))).astype(np.float32))
             fake.append(synth.generate(feats, speaker).astype(np.float32))
     return real, fake
-
-
-def evaluate_fdsd(model: str, data: str, recognizer: str, limit: int = 0, seed: int = 0,
-                  reference: str = "auto") -> dict[str, Any]:
-    """See training/objectives/tts_eval.py `evaluate_fdsd` (kept here for existing imports)."""
-    from training.objectives.tts_eval import evaluate_fdsd as evaluate
-
-    return evaluate(model, data, recognizer, limit=limit, seed=seed, reference=reference)
