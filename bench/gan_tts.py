@@ -6,6 +6,9 @@ Times whole-utterance generation of S seconds of audio (default 4 s; best of 10 
 200 Hz features; the figure is audio seconds per wall second (real-time
 factor). With --bundle it times that bundle's generator; otherwise the
 default config with fresh weights (the cost does not depend on the values).
+With --bundle it also times the service's batching on onnxruntime: 16
+utterances of 1-4 s through `generate_grouped` (as `synthesize_batch`) against
+one `generate` each (`batched_throughput_gain`, best of alternating rounds).
 The last line is one JSON object.
 """
 from __future__ import annotations
@@ -20,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.gan_tts import GanTTSConfig, GanTTSGenerator, export_onnx, onnx_session, run_onnx
+from models.gan_tts import GanTTSConfig, GanTTSGenerator, GanTTSSynthesizer, export_onnx, onnx_session, run_onnx
 
 
 def best_time(fn, repeats: int) -> float:
@@ -57,6 +60,20 @@ def model_to_time(args, fresh):
     return model_from_bundle(bundle), bundle.onnx_path
 
 
+def batching_gain(bundle_dir: str, threads: int, rounds: int) -> float:
+    """Throughput of 16 utterances generated in length groups over one at a time (the same runtime)."""
+    from models.bundle import load_bundle
+
+    synth = GanTTSSynthesizer(load_bundle(bundle_dir), engine="onnx", threads=threads)
+    rng = np.random.default_rng(1)
+    feats = [rng.standard_normal((synth.config.in_channels, int(rng.integers(200, 800)))).astype(np.float32)
+             for _ in range(16)]
+    speakers = [i % len(synth.voices) for i in range(16)]
+    alone = best_time(lambda: [synth.generate(f, s) for f, s in zip(feats, speakers)], rounds)
+    grouped = best_time(lambda: synth.generate_grouped(feats, speakers), rounds)
+    return round(alone / grouped, 3)
+
+
 def main() -> None:
     args, repeats, seconds = parse_args("generator")
     model, onnx_file = model_to_time(args, lambda: GanTTSGenerator(GanTTSConfig()).eval())
@@ -76,8 +93,9 @@ def main() -> None:
         with torch.no_grad():
             t_torch = best_time(lambda: model(tf, tn, ts), repeats)
             diff = float(np.abs(run_onnx(session, feats, noise, speaker) - model(tf, tn, ts).numpy()).max())
+    gain = batching_gain(args.bundle, args.threads, 2 if args.quick else 5) if args.bundle else None
     result = {
-        "benchmark": "gan_tts", "sample_rate": cfg.sample_rate, "threads": args.threads, "audio_s": audio_s,
+        "benchmark": "gan_tts", "batched_throughput_gain": gain, "sample_rate": cfg.sample_rate, "threads": args.threads, "audio_s": audio_s,
         "realtime_factor_torch": round(audio_s / t_torch, 2), "realtime_factor_onnx": round(audio_s / t_onnx, 2),
         "onnx_speedup": round(t_torch / t_onnx, 3), "onnx_max_abs_diff": diff,
         "params": model.num_params(), "channels": list(cfg.channels), "bundle": args.bundle or None,

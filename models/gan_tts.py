@@ -396,12 +396,15 @@ class GanTTSSynthesizer:
         longest is at most twice the shortest, so padding wastes at most half of a group."""
         voices = [voice or self.voices[0] for _, voice, _ in requests]
         feats = [self.features(text, voice, speed) for (text, _, speed), voice in zip(requests, voices)]
-        order = sorted(range(len(feats)), key=lambda i: feats[i].shape[1])
-        out: list[np.ndarray] = [np.zeros(0, np.float32)] * len(feats)
+        return self.generate_grouped(feats, [self.voices.index(v) for v in voices])
+
+    def generate_grouped(self, features: list[np.ndarray], speakers: list[int]) -> list[np.ndarray]:
+        """`generate_batch` over groups of similar length, results in the input order."""
+        order = sorted(range(len(features)), key=lambda i: features[i].shape[1])
+        out: list[np.ndarray] = [np.zeros(0, np.float32)] * len(features)
         while order:
-            group = [i for i in order if feats[i].shape[1] <= 2 * feats[order[0]].shape[1]]
-            audio = self.generate_batch([feats[i] for i in group], [self.voices.index(voices[i]) for i in group])
-            for i, a in zip(group, audio):
+            group = [i for i in order if features[i].shape[1] <= 2 * features[order[0]].shape[1]]
+            for i, a in zip(group, self.generate_batch([features[i] for i in group], [speakers[i] for i in group])):
                 out[i] = a
             order = order[len(group):]
         return out

@@ -4,7 +4,10 @@ Limits and their answers: MAX_UPLOAD_BYTES (request body, 413),
 MAX_AUDIO_S (decoded or declared audio length, 413), MAX_TEXT_CHARS (speech
 input, 413), MAX_QUEUE (requests queued or running per model, 429 with
 Retry-After). BATCH_WAIT_MS and MAX_BATCH shape Batch Dispatch; MAX_BATCH=1
-turns batching off.
+turns batching off. BATCH_SYNTHESIS=1 also batches feed-forward synthesis
+(runtimes with `synthesize_batch`); it is off by default because on the CPU
+one GAN-TTS call per sentence was faster (`python -m bench.gan_tts --bundle`,
+`batched_throughput_gain` 0.76x; docs/service.md).
 """
 from __future__ import annotations
 
@@ -31,6 +34,7 @@ class Settings:
     max_queue: int = 64
     batch_wait_ms: float = 10.0
     max_batch: int = 16
+    batch_synthesis: bool = False
     threads: int = max(2, os.cpu_count() or 2)  # the pool that runs models, decoding and encoding
     drain_timeout_s: float = 30.0
 
@@ -49,6 +53,7 @@ class Settings:
             max_queue=int(_env("MAX_QUEUE", str(cls.max_queue))),
             batch_wait_ms=float(_env("BATCH_WAIT_MS", str(cls.batch_wait_ms))),
             max_batch=int(_env("MAX_BATCH", str(cls.max_batch))),
+            batch_synthesis=_env("BATCH_SYNTHESIS", "0") in ("1", "true", "yes"),
             threads=int(_env("THREADS", str(cls.threads))),
             drain_timeout_s=float(_env("DRAIN_TIMEOUT_S", str(cls.drain_timeout_s))),
         )

@@ -2,7 +2,8 @@
 
 Recognition goes through `Transcriber.transcribe_batch`; synthesis runtimes
 that offer `synthesize_batch(list of (text, voice, speed)) -> list of
-float32 arrays` (the feed-forward ones) are batched the same way; streaming
+float32 arrays` (the feed-forward ones) are batched the same way when
+`Settings.batch_synthesis` is on; streaming
 synthesis and piano transcription run one request at a time per call, all
 on the pool, so the event loop only moves bytes.
 """
@@ -62,7 +63,7 @@ class Workers:
         runtime = model.runtime
         if model.task == "asr":
             return runtime.transcribe_batch
-        if model.task == "tts" and hasattr(runtime, "synthesize_batch"):
+        if model.task == "tts" and self.settings.batch_synthesis and hasattr(runtime, "synthesize_batch"):
             return runtime.synthesize_batch
         if model.task == "piano":
             return lambda items: [runtime.transcribe(a) for a in items]

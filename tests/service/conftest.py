@@ -32,7 +32,8 @@ def bundles_dir(tiny_dir, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def server(bundles_dir):
-    settings = Settings(models_dir=bundles_dir, load_defaults=False, api_keys=(API_KEY,), **TEST_LIMITS)
+    settings = Settings(models_dir=bundles_dir, load_defaults=False, api_keys=(API_KEY,), batch_synthesis=True,
+                        **TEST_LIMITS)
     with live_server(settings) as url:
         yield url
 

@@ -87,3 +87,10 @@ def test_timings_are_refused_for_a_runtime_that_does_not_report_them(tiny_dir):
             resp = client.post("/v1/audio/speech/timings", json={"model": "gan-tts", "input": "hello there"})
             assert resp.status_code == 400 and resp.json()["error"]["code"] == "timings_unsupported"
         assert client.post("/v1/audio/speech", json={"model": "gan-tts", "input": "hello there"}).status_code == 200
+
+
+def test_synthesis_batching_is_opt_in(monkeypatch):
+    monkeypatch.delenv("SPARSEWAVE_BATCH_SYNTHESIS", raising=False)
+    assert Settings.from_env().batch_synthesis is False
+    monkeypatch.setenv("SPARSEWAVE_BATCH_SYNTHESIS", "1")
+    assert Settings.from_env().batch_synthesis is True
