@@ -368,11 +368,13 @@ class GanTTSSynthesizer:
 
     def generate_batch(self, features: list[np.ndarray], speakers: list[int],
                        seed: int | None = None) -> list[np.ndarray]:
-        """(C, T_i) features -> (T_i * hop,) float32 audio each, in one generator call. Each item
-        is zero-padded by `lookahead_frames` at least (alone or in a batch), so its audio does not
-        depend on the other items; all items get the same seeded noise vector."""
+        """(C, T_i) features -> (T_i * hop,) float32 audio each, in one generator call; all items
+        get the same seeded noise vector. In a batch of several, each item is zero-padded by
+        `lookahead_frames` at least, so the other items cannot reach its audio: it equals the item
+        generated alone except in its last `lookahead_frames` frames (where alone, the convolutions'
+        own zero padding stands in for the padded frames; usually the trailing silence)."""
         hop, lengths = self.config.hop_length, [f.shape[1] for f in features]
-        width = max(lengths) + self.config.lookahead_frames
+        width = max(lengths) + (self.config.lookahead_frames if len(features) > 1 else 0)
         batch = np.stack([np.pad(f, ((0, 0), (0, width - f.shape[1]))) for f in features]).astype(np.float32)
         g = torch.Generator().manual_seed(self.seed if seed is None else seed)
         noise = (self.noise_scale * torch.randn(1, self.config.noise_dim, generator=g)).expand(len(features), -1)
@@ -392,7 +394,7 @@ class GanTTSSynthesizer:
 
     def synthesize_batch(self, requests: list[tuple[str, str | None, float]]) -> list[np.ndarray]:
         """The service's batching (service/workers.py): (text, voice, speed) each -> its audio, the
-        same samples `synthesize` gives. Items are sorted by length and cut into groups whose
+        samples `synthesize` gives up to the last `lookahead_frames` frames. Items are sorted by length and cut into groups whose
         longest is at most twice the shortest, so padding wastes at most half of a group."""
         voices = [voice or self.voices[0] for _, voice, _ in requests]
         feats = [self.features(text, voice, speed) for (text, _, speed), voice in zip(requests, voices)]

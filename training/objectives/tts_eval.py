@@ -61,13 +61,13 @@ def corpus_pairs(synth, rows: list[dict]) -> tuple[list[np.ndarray], list[np.nda
     rate) and the bundle's speech for its text, in the bundle's voices round robin."""
     from models.audio import read_audio, resample
 
-    real, fake = [], []
+    real, generated = [], []
     for i, row in enumerate(rows):
         audio, sr = read_audio(row["wav_path"])
         real.append((resample(audio, sr, synth.sample_rate) if sr != synth.sample_rate else audio).astype(np.float32))
         voice = synth.voices[i % len(synth.voices)]
-        fake.append(np.concatenate(list(synth.synthesize(row["normalized"], voice=voice))).astype(np.float32))
-    return real, fake
+        generated.append(np.concatenate(list(synth.synthesize(row["normalized"], voice=voice))).astype(np.float32))
+    return real, generated
 
 
 def evaluate_fdsd(model: str, data: str, recognizer: str, limit: int = 0, seed: int = 0,
@@ -100,23 +100,23 @@ def evaluate_fdsd(model: str, data: str, recognizer: str, limit: int = 0, seed: 
         if len(texts) < 8:
             raise ValueError(f"{data}: only {len(texts)} held-out sentences; need at least 8")
         synth = GanTTSSynthesizer(bundle)
-        real, fake = reference_pairs(synth, texts)
+        real, generated = reference_pairs(synth, texts)
     else:
         rows = [rows[i] for i in np.random.default_rng(seed).permutation(len(rows))][: limit or None]
         if len(rows) < 8:
             raise ValueError(f"{data}: only {len(rows)} held-out utterances; need at least 8")
         _, synth = load_runtime(model)
         texts = [r["normalized"] for r in rows]
-        real, fake = corpus_pairs(synth, rows)
+        real, generated = corpus_pairs(synth, rows)
     rec_bundle, transcriber = load_runtime(recognizer)
     feature_fn = recognizer_features(transcriber)
-    f_real, f_fake = features(real, feature_fn), features(fake, feature_fn)
+    f_real, f_gen = features(real, feature_fn), features(generated, feature_fn)
     half = len(texts) // 2
     a, b = slice(0, half), slice(half, 2 * half)
-    figures = speech_distances(f_fake[a], f_real[a], f_real[b])
+    figures = speech_distances(f_gen[a], f_real[a], f_real[b])
     floor = real_floor(np.concatenate([f_real[a], f_real[b]]), seed)
     floor_plain = speech_distances(f_real[a], f_real[a], f_real[b])  # real A vs real B, as the model is measured
-    kdsd_mean, kdsd_std = kernel_distance_splits(f_fake, f_real, n_splits=10, subset=half, seed=seed)
+    kdsd_mean, kdsd_std = kernel_distance_splits(f_gen, f_real, n_splits=10, subset=half, seed=seed)
     refs = texts[a]
     ds2 = lambda audio: [t.text for t in transcriber.transcribe_batch(audio)]  # noqa: E731
     manifest = rec_bundle.manifest
@@ -130,7 +130,7 @@ def evaluate_fdsd(model: str, data: str, recognizer: str, limit: int = 0, seed: 
         **figures, "kdsd_splits_mean": kdsd_mean, "kdsd_splits_std": kdsd_std,
         "floor_real_vs_real": {"fdsd": floor_plain["fdsd"], "kdsd": floor_plain["kdsd"],
                                "fdsd_random_halves": floor["fdsd"], "kdsd_random_halves": floor["kdsd"]},
-        "wer_ds2": {"generated": word_error_rate(refs, ds2(fake[a])), "real": word_error_rate(refs, ds2(real[a]))},
-        "wer_pocketsphinx": {"generated": word_error_rate(refs, pocketsphinx_texts(fake[a], synth.sample_rate)),
+        "wer_ds2": {"generated": word_error_rate(refs, ds2(generated[a])), "real": word_error_rate(refs, ds2(real[a]))},
+        "wer_pocketsphinx": {"generated": word_error_rate(refs, pocketsphinx_texts(generated[a], synth.sample_rate)),
                              "real": word_error_rate(refs, pocketsphinx_texts(real[a], synth.sample_rate))},
     }
