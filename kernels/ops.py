@@ -70,6 +70,7 @@ def pick_path(m: BlockSparseMatrix, *tensors: torch.Tensor) -> str:
 @contextmanager
 def _numba_threads(threads: int | None):
     import numba
+    torch_threads = torch.get_num_threads()  # first: numba's first call may change it
     old = numba.get_num_threads()
     n = old if threads is None else max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS))
     numba.set_num_threads(n)
@@ -77,6 +78,9 @@ def _numba_threads(threads: int | None):
         yield n
     finally:
         numba.set_num_threads(old)
+        # numba's OpenMP layer sets the calling thread's OpenMP count, which is torch's too
+        if torch.get_num_threads() != torch_threads:
+            torch.set_num_threads(torch_threads)
 
 
 def _cpu(m: BlockSparseMatrix, parallel: bool):

@@ -16,8 +16,10 @@ function of (features, noise, speaker): that is the ONNX graph.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
+import threading
 import warnings
 from pathlib import Path
 from typing import Iterator
@@ -199,6 +201,12 @@ class GanTTSGenerator(nn.Module):
 
     def forward(self, features: torch.Tensor, noise: torch.Tensor,
                 speaker: torch.Tensor | None = None) -> torch.Tensor:
+        if getattr(self, "_packed", False):  # set by packed_runtime
+            with one_torch_thread():
+                return self._forward(features, noise, speaker)
+        return self._forward(features, noise, speaker)
+
+    def _forward(self, features: torch.Tensor, noise: torch.Tensor, speaker: torch.Tensor | None) -> torch.Tensor:
         z = self.condition(noise, speaker)
         x = self.pre(features)
         for block in self.blocks:
@@ -234,27 +242,35 @@ def packed_runtime(model: GanTTSGenerator) -> GanTTSGenerator:
                 setattr(model.get_submodule(parent) if parent else model, leaf, SparseConv1d.from_conv(layer, block))
     for block in model.blocks:
         block.fast_glue = True
-    if not getattr(model, "_one_torch_thread", False):  # the hooks once, however often this runs
-        model.register_forward_pre_hook(_one_torch_thread)
-        model.register_forward_hook(_restore_torch_threads)
-        model._one_torch_thread = True
+    model._packed = True  # forward runs under one_torch_thread
     return model
 
 
 # The packed runtime's kernels run on one thread; its few remaining torch ops (residual adds,
 # tanh, the batch norms' small linear maps) run on one thread too: on 2 threads every one of
 # them is a parallel region, and on the shared 2-core machine that made the forward 3-9x
-# slower (bench.sparse_conv, docs/sparse_conv.md). The count is process-wide, so it is set
-# for the call and put back after it.
-def _one_torch_thread(model: nn.Module, args) -> None:
-    model._torch_threads = torch.get_num_threads()
-    if model._torch_threads != 1:
-        torch.set_num_threads(1)
+# slower (bench.sparse_conv, docs/sparse_conv.md). The count is process-wide, so the first of
+# any concurrent calls sets it and the last one out puts the caller's count back, even on error.
+_threads_lock = threading.Lock()
+_threads_users = 0
+_threads_saved = 1
 
 
-def _restore_torch_threads(model: nn.Module, args, output) -> None:
-    if getattr(model, "_torch_threads", 1) != 1:
-        torch.set_num_threads(model._torch_threads)
+@contextlib.contextmanager
+def one_torch_thread():
+    global _threads_users, _threads_saved
+    with _threads_lock:
+        if _threads_users == 0:
+            _threads_saved = torch.get_num_threads()
+            torch.set_num_threads(1)
+        _threads_users += 1
+    try:
+        yield
+    finally:
+        with _threads_lock:
+            _threads_users -= 1
+            if _threads_users == 0 and _threads_saved != 1:
+                torch.set_num_threads(_threads_saved)
 
 
 def has_packed_layers(model: nn.Module) -> bool:

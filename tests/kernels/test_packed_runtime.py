@@ -34,3 +34,16 @@ def test_packed_runtime_keeps_the_generator_output(c_kernels, monkeypatch):
         threads = torch.get_num_threads()
         torch.testing.assert_close(model(features, noise, speaker), want, atol=1e-4, rtol=1e-4)
         assert torch.get_num_threads() == threads  # the one-thread hook puts the count back
+
+
+def test_packed_runtime_puts_the_thread_count_back_after_an_error():
+    cfg = GanTTSConfig(in_channels=10, noise_dim=8, speaker_dim=4, channels=(16, 16, 12, 8, 8, 8, 4))
+    model = packed_runtime(GanTTSGenerator(cfg))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with torch.no_grad(), pytest.raises((ValueError, RuntimeError)):
+            model(torch.randn(1, 9, 5), torch.randn(1, 8), torch.tensor([0]))  # wrong channel count
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
