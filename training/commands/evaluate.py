@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from training.errors import CliError
 
-KINDS = ("asr", "eats", "fdsd", "onsets-frames", "parallel-wavenet", "tts")
+KINDS = ("asr", "eats", "fdsd", "onsets-frames", "parallel-wavenet", "tts", "wavernn")
 
 
 def add_parser(subparsers) -> None:
@@ -16,8 +16,8 @@ def add_parser(subparsers) -> None:
                    help="fdsd: real audio from the corpus's held-out recordings, or MBROLA renders of exact "
                         "labels (GAN-TTS); auto: mbrola-labels for GAN-TTS, corpus otherwise")
     p.add_argument("--teacher", help="parallel-wavenet: the WaveNet teacher bundle the student was distilled from")
-    p.add_argument("--split", default="test", help="parallel-wavenet: corpus split (default test)")
-    p.add_argument("--limit", type=int, default=4, help="parallel-wavenet: held-out utterances (default 4)")
+    p.add_argument("--split", default="test", help="parallel-wavenet, wavernn: corpus split (default test)")
+    p.add_argument("--limit", type=int, default=4, help="parallel-wavenet, wavernn: held-out utterances (default 4)")
     p.add_argument("--teacher-seconds", type=float, default=0.25,
                    help="parallel-wavenet: seconds the (slow) teacher generates per utterance (default 0.25)")
     p.set_defaults(func=run)
@@ -100,6 +100,25 @@ def eval_tts(args) -> int:
     return 0
 
 
+def eval_wavernn(args) -> int:
+    """WaveRNN resynthesis of held-out utterances from their own features (log-mel: copy-synthesis; exact
+    labels: linguistic bundles): STOI, PESQ, log-mel L1 next to a noise floor; pocketsphinx WER."""
+    import json
+
+    from models.bundle import BundleError
+    from training.objectives.wavernn import evaluate_resynthesis
+
+    if not args.model or not args.data:
+        raise CliError("eval wavernn needs --model BUNDLE and --data CORPUS_DIR")
+    if args.limit < 1:
+        raise CliError("eval wavernn: --limit must be >= 1")
+    try:
+        print(json.dumps(evaluate_resynthesis(args.model, args.data, args.split, args.limit)))
+    except (BundleError, FileNotFoundError, KeyError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+    return 0
+
+
 def eval_eats(args) -> int:
     """EATS: pocketsphinx WER next to the reference audio's, predicted total durations, and pause timing
     against exact MBROLA labels where the corpus has them."""
@@ -150,4 +169,6 @@ def run(args) -> int:
         return eval_onsets_frames(args)
     if args.kind == "parallel-wavenet":
         return eval_parallel_wavenet(args)
+    if args.kind == "wavernn":
+        return eval_wavernn(args)
     raise CliError(f"unknown evaluation {args.kind!r}; known: {', '.join(KINDS)}")
