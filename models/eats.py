@@ -1,6 +1,6 @@
 """EATS (Donahue et al. 2020): end-to-end adversarial text to speech with a learned aligner.
 
-    tokens (B, N) (IPA symbols of the frontend), noise (B, noise_dim), speaker (B,)
+    tokens (B, N) (IPA symbols of the frontend, or MBROLA phones), noise (B, noise_dim), speaker (B,)
       -> embedding -> dilated conv blocks (layer norm with scale/shift from [noise, speaker])
       -> token features (B, aligned_channels, N) and lengths l = ReLU(...) (B, N), in 200 Hz frames
       -> ends e = cumsum(l), centres c = e - l / 2
@@ -33,6 +33,28 @@ from models.inference import Timing
 
 MODIFIERS_AFTER = frozenset("ːˑ\u0329")  # length marks and the syllabic mark belong to the phoneme before
 STRESS = frozenset("ˈˌ")  # stress marks belong to the phoneme after
+TOKEN_KINDS = ("ipa", "pho")  # what the tokens are: espeak-ng IPA characters, or MBROLA phone names
+
+
+def token_symbols(kind: str):
+    """The symbol table of a token kind: ipa (the frontend's IPA characters, inference from text
+    needs only espeak-ng) or pho (the MBROLA phones of a labelled corpus, whose exact durations
+    the learned ones can be compared with)."""
+    from models.text import ipa_symbols, pho_symbols
+
+    if kind not in TOKEN_KINDS:
+        raise ValueError(f"tokens {kind!r}; choose one of {', '.join(TOKEN_KINDS)}")
+    return ipa_symbols() if kind == "ipa" else pho_symbols()
+
+
+def row_tokens(row: dict, kind: str) -> list[str]:
+    """A corpus row's token sequence: its IPA (`phonemes`, one token a character) or its MBROLA
+    phones (`pho_phonemes`, one token a labelled phone)."""
+    if kind == "ipa":
+        return list(row["phonemes"])
+    if not row.get("pho_phonemes"):
+        raise ValueError(f"utterance {row.get('id', '?')} has no pho_phonemes (tokens pho needs an MBROLA corpus)")
+    return list(row["pho_phonemes"])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -294,15 +316,24 @@ def timings(tokens: list[str], lengths_frames: np.ndarray, words: list[str] | No
     return result
 
 
+def phone_timings(phones: list[str], lengths_frames: np.ndarray) -> list[Timing]:
+    """MBROLA phones and their lengths (frames) -> one phoneme Timing per phone, pauses (`_`)
+    left out; MBROLA phones carry no word boundaries, so there are no word Timings."""
+    ends = np.cumsum(np.asarray(lengths_frames, np.float64)) / FRAME_RATE_HZ
+    starts = ends - np.asarray(lengths_frames, np.float64) / FRAME_RATE_HZ
+    return [Timing("phoneme", p, round(float(a), 4), round(float(b), 4))
+            for p, a, b in zip(phones, starts, ends) if p != "_"]
+
+
 def spoken_words(text: str) -> list[str]:
     """Normalized text -> its words without punctuation (hyphens split words, as espeak-ng does)."""
     return re.findall(r"[A-Za-z0-9']+", text)
 
 
 class EATSSynthesizer:
-    """models.inference.Synthesizer: text -> IPA tokens (espeak-ng) -> aligner + decoder
-    (onnxruntime, 2 threads without spinning, by default; or torch) -> audio, one chunk.
-    Sets `last_timings` (phonemes and words, seconds from the start of the output)."""
+    """models.inference.Synthesizer: text -> IPA tokens (espeak-ng; MBROLA phones for `tokens: pho`
+    bundles) -> aligner + decoder (onnxruntime, 2 threads without spinning, by default; or torch)
+    -> audio, one chunk. Sets `last_timings` (phonemes and words, seconds from the start of the output)."""
 
     streaming = False
 
@@ -315,6 +346,8 @@ class EATSSynthesizer:
         self.voices: list[str] = list(front["voices"])
         self.frontend = FrontendConfig.from_dict(front["frontend"])
         self.symbols = SymbolTable.from_dict(front["symbols"])
+        self.token_kind = bundle.manifest.get("feature_config", {}).get("tokens", "ipa")
+        token_symbols(self.token_kind)  # refuses an unknown kind
         self.seed, self.noise_scale = int(defaults.get("seed", 0)), float(defaults.get("noise_scale", 1.0))
         self.engine = engine or defaults.get("engine", "onnx")
         self.model: EATS = model_from_bundle(bundle)
@@ -330,8 +363,12 @@ class EATSSynthesizer:
             raise ValueError(f"engine={self.engine!r}; choose onnx or torch")
 
     def tokens(self, text: str) -> list[str]:
-        from models.text import text_to_ipa
+        """Text -> the bundle's tokens: IPA characters (espeak-ng), or the MBROLA phones of the
+        frontend's prosody voice (needs that voice installed)."""
+        from models.text import text_to_ipa, text_to_phones
 
+        if self.token_kind == "pho":
+            return [p.phoneme for p in text_to_phones(text, self.frontend)]
         return text_to_ipa(text, self.frontend)
 
     def generate(self, ids: list[int], speaker: int, speed: float = 1.0,
@@ -358,7 +395,10 @@ class EATSSynthesizer:
             raise ValueError(f"speed {speed} is outside 0.25 ... 4")
         tokens = self.tokens(text)
         audio, lengths = self.generate(self.symbols.encode(tokens), self.voices.index(voice), speed)
-        self.last_timings = timings(tokens, lengths, spoken_words(prepare(text, self.frontend)))
+        if self.token_kind == "pho":
+            self.last_timings = phone_timings(tokens, lengths)
+        else:
+            self.last_timings = timings(tokens, lengths, spoken_words(prepare(text, self.frontend)))
         yield audio
 
 

@@ -162,7 +162,7 @@ def test_loop_trains_exports_and_synth_prints_timings(corpus, tmp_path, capsys):
     assert [w.split("text='")[1].split("'")[0] for w in words] == ["Hello", "world", "again"]
 
 
-@pytest.mark.parametrize("name", ["default", "paper24k", "tiny"])
+@pytest.mark.parametrize("name", ["default", "paper24k", "tiny", "mbrola_durations"])
 def test_shipped_configs_load_and_validate(name):
     from pathlib import Path
 

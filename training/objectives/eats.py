@@ -31,9 +31,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from models.eats import EATS, EATSConfig, MelDiscriminator, MelDiscriminatorConfig, export_onnx, soft_log_mel
+from models.eats import (EATS, EATSConfig, MelDiscriminator, MelDiscriminatorConfig, export_onnx, row_tokens,
+                         soft_log_mel, token_symbols)
 from models.gan_discriminators import DiscriminatorConfig, RandomWindowDiscriminators, hinge_d_loss, hinge_g_loss
-from models.text import FrontendConfig, ipa_symbols
+from models.text import FrontendConfig
 from training.config import LoopConfig, OptimConfig
 from training.objectives.gan_tts import _inner  # unwraps DDP
 from training.objectives.tts_corpus import CorpusTTSObjective, TTSCorpus
@@ -48,6 +49,10 @@ class EATSDataConfig:
     window_frames: int = 400  # 2 s at 200 Hz (the paper's)
     max_items: int = 0  # 0: all
     val_items: int = 16  # last utterances of the train split, held out
+    # ipa: the corpus's espeak-ng IPA (`phonemes`), what inference from text uses; pho: the MBROLA
+    # phones of a labelled corpus (`pho_phonemes`), so the learned durations can be compared with the
+    # exact ones (never trained on: the aligner still learns them by itself)
+    tokens: str = "ipa"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,22 +108,26 @@ def collate(items):
 
 
 class Corpus(TTSCorpus):
-    """The speech corpus as EATS items: the IPA tokens the corpus stores (`phonemes`, the
-    frontend's `ipa_tokens` of the normalized text), the audio at the model's rate and a
-    speaker id. Any voice works: no duration labels are needed."""
+    """The speech corpus as EATS items: the tokens the corpus stores (`data.tokens`: the IPA of
+    `phonemes`, the frontend's `ipa_tokens` of the normalized text, or the MBROLA phones), the
+    audio at the model's rate and a speaker id. With IPA tokens any voice works: no duration
+    labels are needed."""
     hint = "--voices flite-kal16 ..."
+
+    def usable(self, row: dict) -> bool:
+        return self.data.tokens != "pho" or bool(row.get("pho_phonemes"))
 
     def check_model(self) -> None:
         model = self.model
         if model.n_speakers != len(self.voices) and not (model.n_speakers == 0 and len(self.voices) == 1):
             raise ValueError(f"{len(self.voices)} voices ({', '.join(self.voices)}) need "
                              f"model.n_speakers={len(self.voices)}")
-        self.symbols = ipa_symbols()
+        self.symbols = token_symbols(self.data.tokens)
         if model.n_tokens != len(self.symbols):
-            raise ValueError(f"model.n_tokens must be {len(self.symbols)} (the IPA symbol table)")
+            raise ValueError(f"model.n_tokens must be {len(self.symbols)} (the {self.data.tokens} symbol table)")
 
     def load(self, row: dict) -> tuple[np.ndarray, np.ndarray, int]:
-        ids = np.array(self.symbols.encode(list(row["phonemes"])), np.int64)
+        ids = np.array(self.symbols.encode(row_tokens(row, self.data.tokens)), np.int64)
         return ids, self.audio(row).astype(np.float32), self.voices.index(row["speaker"])
 
     def frontend_config(self) -> dict[str, Any]:
@@ -131,11 +140,15 @@ class EATSObjective(CorpusTTSObjective):
     model_type = "eats"
     task = "tts"
     corpus_cls = Corpus
-    feature_extra = {"tokens": "ipa"}
+
+    @property
+    def feature_extra(self) -> dict[str, Any]:
+        return {"tokens": self.config.data.tokens}
 
     def __init__(self, config: EATSRunConfig):
         super().__init__(config)
         model, disc = config.model, config.disc
+        token_symbols(config.data.tokens)  # refuses an unknown token kind before the corpus is read
         if disc.sample_rate != model.sample_rate or config.mel_disc.sample_rate != model.sample_rate:
             raise ValueError(f"disc.sample_rate and mel_disc.sample_rate must equal model.sample_rate "
                              f"{model.sample_rate}")
