@@ -6,9 +6,11 @@ Both recognizers get the same 16 kHz audio (the corpus's test split: voices
 and sentences that training never saw). Figures: WER and CER (jiwer,
 corpus level), real-time factors (audio seconds per wall second, one
 utterance at a time, 2 threads), the throughput gain of transcribing 16
-utterances handed over together (the runtime spreads them over its worker
-threads) over the same 16 one at a time, where one utterance's time goes,
-and onnxruntime vs torch for the acoustic model. The last line is one JSON object.
+utterances handed over together (the runtime splits them into one group per
+worker thread and batches each group's recurrences) over the same 16 one at a
+time, where one utterance's time goes, the CPU seconds of each part of the
+acoustic model one at a time and batched (what bounds the batching gain), and
+the native engine vs onnxruntime vs torch. The last line is one JSON object.
 """
 from __future__ import annotations
 
@@ -79,6 +81,25 @@ def stage_times(runtime, audio: list[np.ndarray]) -> dict[str, float]:
         out["word_timings"] += t4 - t3
     del feats
     return out
+
+
+def part_cpu_seconds(runtime, group: list[np.ndarray]) -> tuple[dict[str, float], dict[str, float]]:
+    """CPU seconds of this thread per part (native engine): the 16 one at a time, then as one group
+    (recurrences batched); decoding with word timings is per utterance either way, timed once.
+    CPU time, not wall time: on a shared machine it is what the work costs. Empty on other engines."""
+    single: dict[str, float] = {}
+    batched: dict[str, float] = {}
+    if runtime.stack is None:
+        return single, batched
+    runtime.group_log_probs(group[:2])  # warm-up
+    for a in group:
+        runtime.group_log_probs([a], single)
+    probs = runtime.group_log_probs(group, batched)
+    t0 = time.thread_time()
+    for p, a in zip(probs, group):
+        runtime.decode(p, len(a) / runtime.sample_rate)
+    single["decoder"] = batched["decoder"] = time.thread_time() - t0
+    return single, batched
 
 
 STREAM_CHUNK_MS = 200
@@ -189,17 +210,21 @@ def main(argv=None) -> int:
     # In one thread with one torch thread, as the runtime's workers (and the service's streams) run.
     worker = ThreadPoolExecutor(1, initializer=torch.set_num_threads, initargs=(1,))
     stages = worker.submit(stage_times, runtime, group).result()
+    parts_single, parts_batched = worker.submit(part_cpu_seconds, runtime, group).result()
 
     # Acoustic model alone, one utterance at a time: torch vs onnxruntime (same threads).
-    onnx_rtf, design = None, {}
+    onnx_rtf, native_rtf, design = None, None, {}
     if bundle.onnx_path is not None:
         onnx = DeepSpeech2Transcriber.from_bundle(bundle, engine="onnx", threads=args.threads)
+        native = DeepSpeech2Transcriber.from_bundle(bundle, engine="native", threads=args.threads)
         group_s = sum(len(a) for a in group) / runtime.sample_rate
         eager = DeepSpeech2Transcriber.from_bundle(bundle, engine="torch")
         eager.log_probs(group[:1])
         torch_rtf = group_s / timed(lambda: [eager.log_probs([a]) for a in group])
         onnx.log_probs(group[:1])
         onnx_rtf = group_s / timed(lambda: [onnx.log_probs([a]) for a in group])
+        native.log_probs(group[:1])
+        native_rtf = group_s / timed(lambda: [native.log_probs([a]) for a in group])
         design = worker.submit(design_checks, runtime, bundle.onnx_path, group).result()
 
     streaming = worker.submit(streaming_figures, runtime, audio, refs).result() if runtime.can_stream else {}
@@ -221,8 +246,17 @@ def main(argv=None) -> int:
     total = sum(stages.values())
     print("one at a time, where the time goes: " + ", ".join(
         f"{k} {v:.3f} s ({100 * v / total:.0f}%)" for k, v in stages.items()))
+    ceiling = {}
+    if parts_single:
+        one_core = sum(parts_single.values()) / sum(parts_batched.values())
+        ceiling = {"batching_ceiling_one_core": one_core, "batching_ceiling_two_cores": 2 * one_core}
+        print("CPU seconds per part, the 16 one at a time vs as one group: " + ", ".join(
+            f"{k} {parts_single[k]:.3f} vs {parts_batched[k]:.3f}" for k in parts_single) +
+            f" (decoder: flashlight + word timings); so batching can gain at most {one_core:.2f}x on one free core, "
+            f"{2 * one_core:.2f}x on two")
     if onnx_rtf is not None:
-        print(f"acoustic model one at a time: torch {torch_rtf:.1f}x, onnxruntime {onnx_rtf:.1f}x real time; "
+        print(f"acoustic model one at a time: native {native_rtf:.1f}x, torch {torch_rtf:.1f}x, "
+              f"onnxruntime {onnx_rtf:.1f}x real time; "
               f"onnxruntime 1 vs 2 intra-op threads {design['onnx_1_thread_realtime_factor']:.1f}x vs "
               f"{design['onnx_2_threads_realtime_factor']:.1f}x; the 16 as one padded batch "
               f"{design['padded_batch_model_gain']:.2f}x the throughput of one at a time (one thread)")
@@ -241,9 +275,13 @@ def main(argv=None) -> int:
               "acoustic_batched_throughput_gain": round(model_singles / model_batched, 2),
               "greedy_wer": round(greedy["wer"], 4), "greedy_cer": round(greedy["cer"], 4),
               "onnx_realtime_factor": round(onnx_rtf, 2) if onnx_rtf else None,
+              "native_realtime_factor": round(native_rtf, 2) if onnx_rtf else None,
+              "engine": runtime.engine,
+              "cpu_part_seconds_single": {k: round(v, 3) for k, v in parts_single.items()},
+              "cpu_part_seconds_batched": {k: round(v, 3) for k, v in parts_batched.items()},
               "torch_realtime_factor": round(torch_rtf, 2) if onnx_rtf else None,
               "stage_seconds": {k: round(v, 3) for k, v in stages.items()},
-              **{k: round(v, 4) for k, v in {**design, **streaming}.items()},
+              **{k: round(v, 4) for k, v in {**design, **streaming, **ceiling}.items()},
               "utterances": len(audio), "audio_s": round(seconds, 1), "threads": args.threads,
               "decoder": runtime.decoder}
     print(json.dumps(result))

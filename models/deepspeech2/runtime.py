@@ -1,22 +1,26 @@
 """Transcribers built from a Deep Speech 2 bundle: batched and streaming.
 
 `DeepSpeech2Transcriber.transcribe_batch` takes whatever arrived together
-(Batch Dispatch: the service hands it a batch) and spreads the utterances,
-longest first, over `threads` worker threads; each runs features, the
-acoustic model (onnxruntime or torch, one intra-op thread) and decoding
-(greedy, or beam search with the bundle's n-gram LM) and aligns word times.
-On a 2-core CPU this beat one padded batch through the model, which gained
-nothing: the convolutions cost the same per frame at any batch size and
-onnxruntime's GRU did not speed up with batch either (docs/deepspeech2.md).
-An utterance gets the same transcript alone or in any batch.
+(Batch Dispatch: the service hands it a batch), splits it into `threads`
+groups of about equal audio and runs each group on a worker thread:
+features and the frontend per utterance, the recurrent layers of the whole
+group batched (engine "native": kernels/csrc/gru.c, one (B x H) @ (H x 3H)
+product per step for all running utterances, models/deepspeech2/recurrent.py),
+then decoding (greedy, our beam search or flashlight with the bundle's n-gram
+LM) and word times per utterance. Engines "onnx" and "torch" run one
+utterance at a time instead (the convolutions and onnxruntime's GRU gained
+nothing from batching on this CPU: docs/deepspeech2.md). An utterance gets
+the same transcript alone or in any batch.
 `DeepSpeech2Stream` feeds a growing stream through the unidirectional model
 and returns partial text; `finish()` gives what the whole file gives.
 """
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -33,6 +37,8 @@ from models.inference import Transcript
 from models.ngram import NGramLM
 
 LM_ASSET = "lm.arpa.gz"  # gzipped ARPA (KenLM reads it too)
+ENGINES = ("native", "onnx", "torch")
+log = logging.getLogger(__name__)
 
 
 class DeepSpeech2Transcriber:
@@ -57,6 +63,19 @@ class DeepSpeech2Transcriber:
         self._pool: ThreadPoolExecutor | None = None
         self._flashlight_lock = threading.Lock()  # the decoder holds the GIL anyway: no parallelism lost
         self.session = None
+        self.stack = None
+        if engine not in ENGINES:
+            raise ValueError(f"engine={engine!r}; choose one of {', '.join(ENGINES)}")
+        if engine == "native":
+            from models.deepspeech2 import recurrent
+
+            lib = recurrent.gru_library() if recurrent.supports(model) else None
+            if lib is not None:
+                self.stack = recurrent.GRUStack(model, lib)
+            else:  # no C compiler, or a plain-RNN model: the ONNX graph (or torch) one utterance at a time
+                engine = "onnx" if onnx_path is not None else "torch"
+                log.warning("deepspeech2: native engine unavailable, using %s", engine)
+        self.engine = engine
         if engine == "onnx":
             if onnx_path is None:
                 raise ValueError("engine=onnx needs the bundle's model.onnx")
@@ -65,8 +84,6 @@ class DeepSpeech2Transcriber:
             # One intra-op thread per run, the workers run in parallel: on a busy 2-core machine one
             # utterance ran 3-4x faster on one thread than on two (the GRU syncs its threads every step).
             self.session = onnx_session(onnx_path, 1, spinning=False)
-        elif engine != "torch":
-            raise ValueError(f"engine={engine!r}; choose torch or onnx")
 
     @classmethod
     def from_bundle(cls, bundle, **overrides) -> "DeepSpeech2Transcriber":
@@ -84,14 +101,32 @@ class DeepSpeech2Transcriber:
                    lm_path=bundle.file(lm_files[0]) if lm_files else None)
 
     # --- acoustic model ---------------------------------------------------------
-    def _map(self, fn, audio: list[np.ndarray]) -> list:
-        """fn over the utterances on the worker threads (longest first, so the workers finish together)."""
+    def _pool_map(self, fn, items: list) -> list:
         if self._pool is None:
             # One torch thread per worker: two workers keep 2 cores busy without OpenMP threads spin-waiting.
             self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="deepspeech2",
                                             initializer=torch.set_num_threads, initargs=(1,))
-        futures = {i: self._pool.submit(fn, audio[i]) for i in sorted(range(len(audio)), key=lambda i: -len(audio[i]))}
-        return [futures[i].result() for i in range(len(audio))]
+        return list(self._pool.map(fn, items))
+
+    def _groups(self, audio: list[np.ndarray]) -> list[list[int]]:
+        """Indices split into `threads` groups of about equal audio (longest first to the lightest group)."""
+        groups: list[list[int]] = [[] for _ in range(min(self.threads, len(audio)))]
+        load = [0] * len(groups)
+        for i in sorted(range(len(audio)), key=lambda i: -len(audio[i])):
+            g = load.index(min(load))
+            groups[g].append(i)
+            load[g] += len(audio[i])
+        return groups
+
+    def _map_groups(self, fn, audio: list[np.ndarray]) -> list:
+        """fn(list of utterances) -> list of results, per group on the worker threads, back in input order."""
+        groups = self._groups(audio)
+        results = self._pool_map(lambda g: fn([audio[i] for i in g]), groups)
+        out: list = [None] * len(audio)
+        for group, res in zip(groups, results):
+            for i, r in zip(group, res):
+                out[i] = r
+        return out
 
     def close(self) -> None:
         if self._pool is not None:
@@ -101,9 +136,13 @@ class DeepSpeech2Transcriber:
     def __del__(self):
         self.close()
 
-    @torch.no_grad()
     def utterance_log_probs(self, audio: np.ndarray) -> np.ndarray:
         """One utterance through the model (in the calling thread) -> (T', n_classes) log-probabilities."""
+        return self.group_log_probs([audio])[0]
+
+    @torch.no_grad()
+    def _whole_model_log_probs(self, audio: np.ndarray) -> np.ndarray:
+        """One utterance through onnxruntime or the torch model."""
         feats = self.logmel(torch.from_numpy(np.asarray(audio, dtype=np.float32))[None])
         lengths = torch.tensor([feats.shape[1]])
         if self.session is not None:
@@ -113,9 +152,35 @@ class DeepSpeech2Transcriber:
             out, out_lengths = out.numpy(), out_lengths.numpy()
         return out[0, : int(out_lengths[0])]
 
+    @torch.no_grad()
+    def group_log_probs(self, audio: list[np.ndarray], cpu_s: dict[str, float] | None = None) -> list[np.ndarray]:
+        """Utterances through the model in the calling thread: the recurrent layers batched on the
+        native engine, else one utterance at a time -> per utterance (T', n_classes) log-probabilities.
+        `cpu_s` (native engine): adds this thread's CPU seconds per part (bench.deepspeech2)."""
+        if self.stack is None:
+            return [self._whole_model_log_probs(a) for a in audio]
+        clock = _PartClock(cpu_s)
+        model, feats, frames = self.model, [], []
+        for a in audio:
+            feats.append(self.logmel(torch.from_numpy(np.asarray(a, dtype=np.float32))[None]))
+        clock.lap("features")
+        for f in feats:  # the convolutions cost the same per frame batched or not: no padding this way
+            frames.append(model.encode(f, torch.tensor([f.shape[1]]))[0][0].numpy())
+        clock.lap("frontend")
+        top = self.stack(frames)
+        clock.lap("recurrent")
+        out = []
+        for h in top:
+            h = torch.from_numpy(h)[None]
+            if model.row_conv is not None:
+                h = model.row_conv(h)
+            out.append(model.head(h)[0].log_softmax(-1).numpy())
+        clock.lap("head")
+        return out
+
     def log_probs(self, audio: list[np.ndarray]) -> list[np.ndarray]:
         """Per utterance (T'_i, n_classes) log-probabilities, computed on the worker threads."""
-        return self._map(self.utterance_log_probs, audio)
+        return self._map_groups(self.group_log_probs, audio)
 
     # --- decoding -----------------------------------------------------------------
     def decode(self, log_probs: np.ndarray, duration_s: float) -> Transcript:
@@ -140,12 +205,16 @@ class DeepSpeech2Transcriber:
             texts.append(" ".join(hyps[0][0].words) if hyps and hyps[0] else "")
         return texts
 
+    def transcribe_group(self, audio: list[np.ndarray]) -> list[Transcript]:
+        """Utterances transcribed together in the calling thread."""
+        return [self.decode(p, len(a) / self.sample_rate) for p, a in zip(self.group_log_probs(audio), audio)]
+
     def transcribe(self, audio: np.ndarray) -> Transcript:
         """One utterance, in the calling thread."""
-        return self.decode(self.utterance_log_probs(audio), len(audio) / self.sample_rate)
+        return self.transcribe_group([audio])[0]
 
     def transcribe_batch(self, audio: list[np.ndarray]) -> list[Transcript]:
-        return self._map(self.transcribe, audio)
+        return self._map_groups(self.transcribe_group, audio)
 
     @property
     def can_stream(self) -> bool:
@@ -248,6 +317,20 @@ class DeepSpeech2Stream:
         self._frames(final=True)
         self._advance(final=True)
         return self.t.decode(self.log_probs(), self.n_samples / self.t.sample_rate)
+
+
+class _PartClock:
+    """Adds the calling thread's CPU seconds since the last lap to parts[name] (nothing when parts is None)."""
+
+    def __init__(self, parts: dict[str, float] | None):
+        self.parts = parts
+        self.t = time.thread_time() if parts is not None else 0.0
+
+    def lap(self, name: str) -> None:
+        if self.parts is not None:
+            now = time.thread_time()
+            self.parts[name] = self.parts.get(name, 0.0) + now - self.t
+            self.t = now
 
 
 def _flashlight_decoder(lm: NGramLM, lm_path, beam: BeamConfig):

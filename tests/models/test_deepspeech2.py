@@ -136,18 +136,59 @@ def test_streaming_matches_whole_file():
     assert final.text == whole.text and final.duration_s == whole.duration_s
 
 
-def test_a_batch_on_worker_threads_gives_each_utterance_its_own_transcript():
+@pytest.mark.parametrize("engine", ["torch", "native"])
+def test_a_batch_on_worker_threads_gives_each_utterance_its_own_transcript(engine):
     model = settled(DeepSpeech2(tiny_config()))
-    transcriber = DeepSpeech2Transcriber(model, asr_feature_config(n_mels=16), decoder="greedy", threads=2)
+    transcriber = DeepSpeech2Transcriber(model, asr_feature_config(n_mels=16), decoder="greedy", threads=2,
+                                         engine=engine)
     g = np.random.default_rng(1)
     audio = [(g.standard_normal(n) * 0.1).astype(np.float32) for n in (4000, 9000, 2500, 7000, 5100)]
     batch = transcriber.transcribe_batch(audio)
     alone = [transcriber.transcribe(a) for a in audio]
     assert [t.duration_s for t in batch] == [len(a) / 16000 for a in audio]  # in the order given
     assert [(t.text, t.words) for t in batch] == [(t.text, t.words) for t in alone]
+    # the native engine batches the recurrences: every utterance's log-probs bit for bit as alone
+    for together, a in zip(transcriber.log_probs(audio), audio):
+        assert np.array_equal(together, transcriber.group_log_probs([a])[0])
     assert not transcriber.can_stream
     with pytest.raises(ValueError, match="unidirectional"):
         transcriber.stream()
+
+
+@pytest.mark.parametrize("overrides", [{}, {"bidirectional": False, "lookahead": 2}])
+def test_native_engine_matches_eager(overrides):
+    model = settled(DeepSpeech2(tiny_config(**overrides)))  # hidden 24: padded kernel columns, a gate tail
+    native = DeepSpeech2Transcriber(model, asr_feature_config(n_mels=16), decoder="greedy", engine="native")
+    assert native.engine == "native"
+    eager = DeepSpeech2Transcriber(model, asr_feature_config(n_mels=16), decoder="greedy", engine="torch")
+    g = np.random.default_rng(2)
+    audio = [(g.standard_normal(n) * 0.1).astype(np.float32) for n in (5000, 1200, 8000)]
+    for got, want in zip(native.log_probs(audio), eager.log_probs(audio)):
+        np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+@pytest.mark.parametrize("flags", [("-mno-avx512f",), ("-mno-avx512f", "-mno-avx2", "-mno-fma")])
+def test_gru_kernel_on_narrower_vectors(flags):
+    from models.deepspeech2.recurrent import GRUStack, gru_library
+
+    lib = gru_library(flags)
+    if lib is None:
+        pytest.skip("no C compiler")
+    model = settled(DeepSpeech2(tiny_config()))
+    frames = [torch.randn(n, model.frontend.out_size).numpy() for n in (30, 7, 19)]
+    h = torch.from_numpy(frames[0])[None]
+    for i in range(len(model.rnns)):
+        with torch.no_grad():
+            h, _ = model.rnn_layer(i, h, torch.tensor([30]), torch.ones(1, 30, dtype=torch.bool))
+    np.testing.assert_allclose(GRUStack(model, lib)(frames)[0], h[0].numpy(), atol=1e-5)
+
+
+def test_native_engine_falls_back_for_plain_rnn_layers():
+    model = settled(DeepSpeech2(tiny_config(rnn_type="rnn")))
+    features = asr_feature_config(n_mels=16)
+    assert DeepSpeech2Transcriber(model, features, decoder="greedy", engine="native").engine == "torch"
+    with pytest.raises(ValueError, match="engine"):
+        DeepSpeech2Transcriber(model, features, decoder="greedy", engine="tpu")
 
 
 def test_logmel_streaming_frames_match_the_shared_log_mel():

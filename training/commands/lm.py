@@ -38,8 +38,9 @@ def add_parser(subparsers) -> None:
     t.add_argument("--word-bonuses", default="-1,0,1,2,3")
     t.add_argument("--decoder", default="beam", choices=["beam", "flashlight"],
                    help="beam: our prefix beam search; flashlight: torchaudio's lexicon decoder")
-    t.add_argument("--engine", choices=["torch", "onnx"],
-                   help="also set the acoustic model's engine (onnx: onnxruntime on the bundle's model.onnx, 2 threads)")
+    t.add_argument("--engine", choices=["native", "torch", "onnx"],
+                   help="also set the acoustic model's engine (native: C recurrent kernel; onnx: onnxruntime "
+                        "on the bundle's model.onnx; 2 threads)")
     t.set_defaults(func=run_tune)
 
 

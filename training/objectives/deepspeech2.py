@@ -58,7 +58,7 @@ class DeepSpeech2DecodeConfig:
     beam_size: int = 16
     lm_weight: float = 0.5
     word_bonus: float = 1.0
-    engine: str = "torch"  # torch | onnx for the bundle's runtime
+    engine: str = "native"  # native (C recurrent kernel, onnx fallback) | onnx | torch: the bundle's runtime
     onnx: bool = True  # write model.onnx into the bundle
 
 
