@@ -16,6 +16,7 @@ Last line, one JSON object:
   teacher_samples_per_s, teacher_realtime_factor            queue generation, batch 1
   student_realtime_factor_torch, student_realtime_factor_onnx  audio s per wall s (best of N;
                                                              onnx with idle threads sleeping)
+  student_realtime_factor_torch_1thread                      torch with one intra-op thread (no OpenMP waits)
   student_realtime_factor_onnx_one_pass                      onnx over the whole utterance at once (the runtime
                                                              runs 1 s pieces with their context: the same audio)
   student_realtime_factor_onnx_spinning                      the runtime's path with onnxruntime's spinning threads
@@ -125,6 +126,10 @@ def main() -> None:
     with torch.no_grad():
         t_torch, torch_audio = best_time(lambda: student.generate(cond_t, speaker_t, z).numpy(), repeats,
                                           warm_up=not args.quick)
+        # torch's OpenMP threads wait for each other at every op: on shared cores one thread is faster
+        torch.set_num_threads(1)
+        t_torch1, _ = best_time(lambda: student.generate(cond_t, speaker_t, z).numpy(), repeats, warm_up=not args.quick)
+        torch.set_num_threads(args.threads)  # the teacher runs as before
     n_teacher = int(teacher_seconds * sr)
     uniforms = torch.rand(1, n_teacher, 2, generator=torch.Generator().manual_seed(1))
     teacher_cond = cond_t[:, : n_teacher // hop + 1]
@@ -141,6 +146,7 @@ def main() -> None:
         "teacher_samples_per_s": teacher_rate,
         "teacher_realtime_factor": teacher_rate / sr,
         "student_realtime_factor_torch": seconds / t_torch,
+        "student_realtime_factor_torch_1thread": seconds / t_torch1,
         "student_realtime_factor_onnx": seconds / t_onnx,
         "student_realtime_factor_onnx_one_pass": seconds / t_pass,
         "student_realtime_factor_onnx_spinning": seconds / t_spin,

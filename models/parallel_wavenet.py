@@ -20,13 +20,13 @@ checks only). The runtime serves the exported ONNX graph (z, cond, speaker)
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from models.logistic_mixture import logistic_log_pdf, logistic_noise
 from models.wavenet import WaveNetStack, dilations, receptive_field, shift_right
@@ -104,7 +104,12 @@ class ParallelWaveNet(nn.Module):
         if z is None:
             g = torch.Generator().manual_seed(seed)
             z = logistic_noise((cond.shape[0], cond.shape[1] * self.config.hop_length), g).to(cond.device)
-        return torch.clamp(self(z, cond, speaker)[0], -1.0, 1.0)
+        c = self.conditioning(cond, speaker)
+        x = z
+        for flow in self.flows:
+            mu, log_s = flow_params_fast(flow, x, c, self.config.hop_length, self.config.log_scale_min)
+            x = x * torch.exp(log_s) + mu
+        return torch.clamp(x, -1.0, 1.0)
 
     @torch.no_grad()
     def invert(self, x: torch.Tensor, cond: torch.Tensor, speaker: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -127,30 +132,44 @@ class ParallelWaveNet(nn.Module):
         return (logistic_log_pdf(z, torch.zeros_like(z), torch.zeros_like(z)) - total_ls).sum(-1)
 
 
-class StudentGraph(nn.Module):
-    """What the ONNX graph holds: (z (B, T), cond (B, K, C), speaker (B,)) -> audio (B, T)."""
+def flow_params_fast(flow: WaveNetStack, x: torch.Tensor, c: torch.Tensor, hop: int,
+                     log_scale_min: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """`ParallelWaveNet.flow_params` without autograd, as the ONNX graph computes it
+    (models/parallel_wavenet_onnx.py): each layer's conditioning interpolated by one product with
+    [1; ramp], the dilated conv as two in-place products (taps t and t - d, no padded copy), the
+    skip and residual 1x1s added in place, the skip biases summed once. 1.5x less CPU than eager."""
+    B, T = x.shape
+    R, last = flow.residual, len(flow.dils) - 1
+    frames = F.conv1d(c, flow.cond_weight()[:, :, None])  # (B, L * 2R, K)
+    step = torch.cat([frames[..., 1:], frames[..., -1:]], -1) - frames  # the last frame held
+    ramp = torch.stack([torch.ones(hop, dtype=x.dtype), torch.arange(hop, dtype=x.dtype) / hop])  # (2, hop)
+    bmm = lambda w: w.expand(B, -1, -1)  # noqa: E731  (out, in) weights for baddbmm
+    h = F.conv1d(x[:, None, :-1], flow.input.weight, flow.input.bias, padding=2)[..., :T]  # taps x[t-2], x[t-1]
+    skips, skip_bias = None, 0.0
+    for i, (d, conv, res, skip) in enumerate(zip(flow.dils, flow.dilated, flow.res, flow.skip)):
+        rows = slice(i * 2 * R, (i + 1) * 2 * R)
+        f0 = frames[:, rows] + conv.bias[:, None]
+        a = torch.matmul(torch.stack([f0, step[:, rows]], -1), ramp).flatten(2)[..., :T]  # (B, 2R, T)
+        a.baddbmm_(bmm(conv.weight[None, :, :, 1]), h)
+        if d < T:
+            a[..., d:].baddbmm_(bmm(conv.weight[None, :, :, 0]), h[..., :-d])
+        g = torch.tanh_(a[:, :R]) * torch.sigmoid_(a[:, R:])
+        s = bmm(skip.weight[None, :, :, 0])
+        skips = torch.bmm(s, g) if skips is None else skips.baddbmm_(s, g)
+        skip_bias = skip_bias + skip.bias
+        if i < last:  # the last layer's residual output is never read
+            h = h.baddbmm_(bmm(res.weight[None, :, :, 0]), g).add_(res.bias[:, None])
+    y = F.relu(F.conv1d(torch.relu_(skips.add_(skip_bias[:, None])), flow.out1.weight, flow.out1.bias))
+    out = F.conv1d(y, flow.out2.weight, flow.out2.bias)
+    return out[:, 0], torch.clamp(out[:, 1], min=log_scale_min)
 
-    def __init__(self, model: ParallelWaveNet):
-        super().__init__()
-        self.model = model
 
-    def forward(self, z: torch.Tensor, cond: torch.Tensor, speaker: torch.Tensor) -> torch.Tensor:
-        return torch.clamp(self.model(z, cond, speaker)[0], -1.0, 1.0)
+def export_onnx(model: ParallelWaveNet, path: str | Path) -> Path:
+    """The graph written op by op from the weights (models/parallel_wavenet_onnx.py; about 1.2x
+    less work than the traced one), dynamic batch and length, samples = frames * hop."""
+    from models.parallel_wavenet_onnx import export_student
 
-
-def export_onnx(model: ParallelWaveNet, path: str | Path, frames: int = 8, opset: int = 17) -> Path:
-    """TorchScript-based export (dynamo=False), dynamic batch, frames and samples."""
-    model = model.eval()
-    cfg = model.config
-    args = (torch.randn(1, frames * cfg.hop_length), torch.randn(1, frames, cfg.cond_channels),
-            torch.zeros(1, dtype=torch.long))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(StudentGraph(model), args, str(path), dynamo=False, opset_version=opset,
-                          input_names=["z", "cond", "speaker"], output_names=["audio"],
-                          dynamic_axes={"z": {0: "batch", 1: "samples"}, "cond": {0: "batch", 1: "frames"},
-                                        "speaker": {0: "batch"}, "audio": {0: "batch", 1: "samples"}})
-    return Path(path)
+    return export_student(model, path)
 
 
 def run_onnx(session, z: np.ndarray, cond: np.ndarray, speaker: np.ndarray) -> np.ndarray:

@@ -67,6 +67,18 @@ def test_logistic_entropy_is_the_expected_negative_log_density():
     assert torch.allclose(mc.float(), logistic_entropy(log_s), atol=0.01)
 
 
+def test_generate_fast_path_equals_the_training_forward():
+    """generate (in-place products, no autograd) gives the autograd forward's sample."""
+    torch.manual_seed(4)
+    model = perturbed(ParallelWaveNet(tiny_config()), 0.05).eval()
+    for frames, T in ((3, 12), (11, 44), (11, 37)):  # shorter and longer than the dilations; T < K * hop
+        cond, speaker = torch.randn(2, frames, 5), torch.tensor([1, 0])
+        z = logistic_noise((2, T))
+        with torch.no_grad():
+            want = torch.clamp(model(z, cond, speaker)[0], -1, 1)
+        torch.testing.assert_close(model.generate(cond, speaker, z), want, atol=1e-5, rtol=0)
+
+
 def test_onnx_matches_torch_for_the_same_noise(tmp_path):
     torch.manual_seed(2)
     model = perturbed(ParallelWaveNet(tiny_config()), 0.05).eval()
