@@ -83,18 +83,22 @@ def stage_times(runtime, audio: list[np.ndarray]) -> dict[str, float]:
     return out
 
 
-def part_cpu_seconds(runtime, group: list[np.ndarray]) -> tuple[dict[str, float], dict[str, float]]:
-    """CPU seconds of this thread per part (native engine): the 16 one at a time, then as one group
-    (recurrences batched); decoding with word timings is per utterance either way, timed once.
-    CPU time, not wall time: on a shared machine it is what the work costs. Empty on other engines."""
-    single: dict[str, float] = {}
-    batched: dict[str, float] = {}
+def part_cpu_seconds(runtime, group: list[np.ndarray], rounds: int = 3) -> tuple[dict[str, float], dict[str, float]]:
+    """CPU seconds of this thread per part (native engine): the 16 one at a time and as one group
+    (recurrences batched), alternating, the round with the least total of each kept (other work on a
+    shared machine evicts caches and inflates CPU time too); decoding with word timings is per utterance
+    either way, timed once. Empty dicts on the other engines."""
     if runtime.stack is None:
-        return single, batched
+        return {}, {}
     runtime.group_log_probs(group[:2])  # warm-up
-    for a in group:
-        runtime.group_log_probs([a], single)
-    probs = runtime.group_log_probs(group, batched)
+    singles, batches = [], []
+    for _ in range(rounds):
+        singles.append({})
+        for a in group:
+            runtime.group_log_probs([a], singles[-1])
+        batches.append({})
+        probs = runtime.group_log_probs(group, batches[-1])
+    single, batched = (min(runs, key=lambda d: sum(d.values())) for runs in (singles, batches))
     t0 = time.thread_time()
     for p, a in zip(probs, group):
         runtime.decode(p, len(a) / runtime.sample_rate)
