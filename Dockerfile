@@ -3,7 +3,10 @@
 # installed editable with pip), serving as a non-root user.
 #   docker build -t sparsewave .
 #   docker run -p 8000:8000 -v $PWD/my-bundles:/models:ro -e SPARSEWAVE_MODELS_DIR=/models sparsewave
-FROM python:3.11-slim-bookworm
+# scripts/check-docker-build.sh builds and serves it without a Docker daemon
+# (buildah, podman); it passes BASE_IMAGE where Docker Hub is out of reach.
+ARG BASE_IMAGE=python:3.11-slim-bookworm
+FROM ${BASE_IMAGE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -18,10 +21,19 @@ WORKDIR /app
 COPY scripts/install-system.sh scripts/install-system.sh
 RUN bash scripts/install-system.sh && rm -rf /var/lib/apt/lists/*
 
+# The project's dependencies, read from pyproject.toml, in a layer of their
+# own: torch is gigabytes, and editing a source file should not fetch it again.
+COPY pyproject.toml pyproject.toml
+RUN python -m pip install --upgrade pip \
+    && python -c "import tomllib; print('\\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
+    && python -m pip install -r /tmp/requirements.txt && rm /tmp/requirements.txt
+
 # The project, editable as `make install` does, so service/ finds bundles/ beside it.
+# COPY keeps the build context's modes, and bundles exported before
+# models/bundle.py made them 0755/0644 are private (0700 folders, 0600
+# weights): the service user could not read them, so open /app up.
 COPY . .
-RUN python -m pip install --upgrade pip && python -m pip install -e . \
-    && mkdir -p /app/bundles
+RUN chmod -R a+rX /app && python -m pip install -e . && mkdir -p /app/bundles
 
 RUN useradd --create-home --uid 10001 --user-group sparsewave
 USER sparsewave

@@ -125,6 +125,11 @@ def save_bundle(
             json.dump(manifest, handle, indent=2, sort_keys=True)
             handle.flush()
             os.fsync(handle.fileno())
+        # mkdtemp makes the folder private (0700) and safetensors writes 0600;
+        # a bundle is read by other users (the Docker image serves as uid 10001).
+        for p in tmp.iterdir():
+            p.chmod(0o644)
+        tmp.chmod(0o755)
         if dest.exists():
             shutil.rmtree(dest)
         os.replace(tmp, dest)

@@ -33,6 +33,13 @@ def test_round_trip_gives_the_same_outputs(tmp_path):
     assert torch.equal(model(x), loaded(x))
 
 
+def test_bundle_is_readable_by_other_users(tmp_path):
+    _, path = _write(tmp_path)
+    assert path.stat().st_mode & 0o777 == 0o755
+    assert {p.name: p.stat().st_mode & 0o777 for p in path.iterdir()} == {
+        "manifest.json": 0o644, "weights.safetensors": 0o644, "notes.txt": 0o644}
+
+
 def test_wrong_version_is_refused(tmp_path):
     _, path = _write(tmp_path)
     manifest = json.loads((path / "manifest.json").read_text())
