@@ -9,7 +9,8 @@ frames per second, as (B, T, n_mels). Four stacks, each starting with its own ac
             offset probabilities -> BiLSTM -> dense 88  (logits)
   velocity: conv stack -> dense 88                      (regression of velocity / 127)
 Decoding (Sec. 2.2): a note starts only where the onset detector fires and lasts while the frame
-detector (or the onset detector) stays on. Long recordings run in overlapping windows whose central
+detector (or the onset detector) stays on; optional rules (peak picking, offset head, re-onsets,
+minimum length) are tuned on validation and travel in the bundle. Long recordings run in overlapping windows whose central
 frames are kept, so the joined activations decode in one pass and notes never break at a join.
 """
 from __future__ import annotations
@@ -162,31 +163,66 @@ def export_onnx(model: OnsetsAndFrames, path: str | Path, n_frames: int = 64) ->
 
 
 # --- decoding ---------------------------------------------------------------------------------
+# Decoding settings beyond the two thresholds, as named in a bundle's inference_defaults. Their defaults
+# give the paper's rule; docs/onsets_frames.md ("Decoding") has what each is worth on validation.
+RULE_KEYS = ("peak_picking", "min_note_frames", "reonset_threshold", "offset_threshold")
+
+
 def decode_notes(onset: np.ndarray, frame: np.ndarray, velocity: np.ndarray | None = None,
                  onset_threshold: float = 0.5, frame_threshold: float = 0.5, frames_per_second: float = 31.25,
-                 min_pitch: int = 21) -> list[Note]:
+                 min_pitch: int = 21, *, offset: np.ndarray | None = None, peak_picking: bool = False,
+                 min_note_frames: int = 1, reonset_threshold: float = 0.0,
+                 offset_threshold: float = 0.0) -> list[Note]:
     """Activations (T, n_keys) -> notes, sorted by onset then pitch.
 
-    A note starts at a frame where the onset probability reaches `onset_threshold` and did not on the
-    frame before; it lasts while the frame (or onset) probability stays at or above its threshold, and
-    ends early where a new onset of the same key starts. Velocity: the velocity output at the first
-    onset frame, times 127. Times are frame index / frames_per_second (centred frames).
+    The paper's rule (the defaults): a note starts at a frame where the onset probability reaches
+    `onset_threshold` and did not on the frame before; it lasts while the frame (or onset) probability
+    stays at or above its threshold, and ends early where a new onset of the same key starts.
+    Velocity: the velocity output at the onset frame, times 127. Times are frame / frames_per_second.
+
+    Further rules, each off by default:
+    - peak_picking: onsets at the local maxima of the onset probability (at or above the threshold)
+      instead of the first frame of each run above it; a low threshold then still times notes at the peak.
+    - offset_threshold > 0: a frame whose offset probability reaches it ends the note (unless the
+      onset detector is on there).
+    - reonset_threshold: an onset while the key still sounds from its previous note (every frame since
+      that note's start on, the frame before on by the frame detector) starts a new note only if its
+      onset probability reaches this; weaker ones are taken for the held note's own onset ripple.
+    - min_note_frames: notes shorter than this many frames are dropped (a real note keeps the frame
+      detector on for a while; a one- or two-frame blip is mostly an overtone's onset).
     """
     n_frames, n_keys = onset.shape
     on = onset >= onset_threshold
-    active = on | (frame >= frame_threshold)
-    rise = on.copy()
-    rise[1:] &= ~on[:-1]
+    held = frame >= frame_threshold
+    active = on | held
+    if offset is not None and offset_threshold > 0:
+        active &= on | (offset < offset_threshold)
+    if peak_picking:
+        before = np.concatenate([np.full((1, n_keys), -1.0), onset[:-1]])
+        after = np.concatenate([onset[1:], np.full((1, n_keys), -1.0)])
+        rise = on & (onset > before) & (onset >= after)
+    else:
+        rise = on.copy()
+        rise[1:] &= ~on[:-1]
+    inactive_at = [np.append(np.flatnonzero(~active[:, key]), n_frames) for key in range(n_keys)]
     notes = []
     for key in range(n_keys):
         starts = np.flatnonzero(rise[:, key])
         if starts.size == 0:
             continue
-        off = np.append(np.flatnonzero(~active[:, key]), n_frames)
+        off = inactive_at[key]
+        if reonset_threshold > 0 and starts.size > 1:
+            kept = [starts[0]]
+            for s in starts[1:]:
+                sounding = off[np.searchsorted(off, kept[-1])] >= s and held[s - 1, key]
+                if not sounding or onset[s, key] >= reonset_threshold:
+                    kept.append(s)
+            starts = np.array(kept)
         ends = off[np.searchsorted(off, starts + 1)]  # first inactive frame after each start
-        nxt = np.append(starts[1:], n_frames)
-        ends = np.minimum(ends, nxt)
+        ends = np.minimum(ends, np.append(starts[1:], n_frames))
         for s, e in zip(starts, ends):
+            if e - s < min_note_frames:
+                continue
             v = 1.0 if velocity is None else float(velocity[s, key])
             notes.append(Note(min_pitch + key, s / frames_per_second, e / frames_per_second,
                               int(np.clip(round(v * 127), 1, 127))))
@@ -218,7 +254,11 @@ class OnsetsFramesTranscriber:
     def __init__(self, model: OnsetsAndFrames, features: FeatureConfig | None = None, onset_threshold: float = 0.5,
                  frame_threshold: float = 0.5, chunk_frames: int = 1024, context_frames: int = 64,
                  batch_windows: int = 4, engine: str = "torch", onnx_path: str | Path | None = None,
-                 threads: int | None = None):
+                 threads: int | None = None, **rules):
+        unknown = set(rules) - set(RULE_KEYS)
+        if unknown:
+            raise ValueError(f"unknown decoding settings {sorted(unknown)}; known: {', '.join(RULE_KEYS)}")
+        self.rules = rules
         self.model = model.eval()
         self.features = features or piano_config()
         self.sample_rate = self.features.sample_rate
@@ -239,7 +279,8 @@ class OnsetsFramesTranscriber:
         from models.registry import model_from_bundle
 
         defaults = {k: v for k, v in bundle.manifest.get("inference_defaults", {}).items()
-                    if k in ("onset_threshold", "frame_threshold", "chunk_frames", "context_frames", "engine")}
+                    if k in ("onset_threshold", "frame_threshold", "chunk_frames", "context_frames", "engine",
+                             *RULE_KEYS)}
         kwargs = {**defaults, **overrides}
         if kwargs.get("engine") == "onnx":
             kwargs.setdefault("onnx_path", bundle.onnx_path)
@@ -274,7 +315,8 @@ class OnsetsFramesTranscriber:
 
     def decode(self, acts: dict[str, np.ndarray]) -> list[Note]:
         return decode_notes(acts["onset"], acts["frame"], acts["velocity"], self.onset_threshold,
-                            self.frame_threshold, self.features.n_frames_per_second, self.model.config.min_pitch)
+                            self.frame_threshold, self.features.n_frames_per_second, self.model.config.min_pitch,
+                            offset=acts["offset"], **self.rules)
 
     def transcribe(self, audio: np.ndarray) -> list[Note]:
         """(N,) float32 mono audio at `sample_rate` -> notes."""

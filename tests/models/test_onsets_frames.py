@@ -75,6 +75,41 @@ def test_thresholds_decide_what_counts():
     assert notes_to_json([note]) == [{"pitch": 26, "onset_s": 0.4, "offset_s": 0.5, "velocity": 64}]
 
 
+def test_peak_picking_times_the_note_at_the_onset_peak():
+    onset, frame, velocity = _acts()
+    onset[3:7, 9] = [0.2, 0.6, 0.9, 0.5]  # one run above 0.1, peaking at frame 5
+    frame[3:12, 9] = 0.9
+    (first,) = decode_notes(onset, frame, velocity, 0.1, 0.5, frames_per_second=10.0)
+    (peak,) = decode_notes(onset, frame, velocity, 0.1, 0.5, frames_per_second=10.0, peak_picking=True)
+    assert (first.onset_s, peak.onset_s, peak.offset_s) == (0.3, 0.5, 1.2)
+    onset[8:10, 9] = [0.3, 0.2]  # a second local maximum, a re-onset inside the held note
+    assert len(decode_notes(onset, frame, velocity, 0.1, 0.5, peak_picking=True)) == 2
+
+
+def test_a_weak_onset_inside_a_held_note_does_not_split_it():
+    onset, frame, velocity = _acts()
+    frame[2:20, 0] = 0.9
+    onset[2, 0], onset[8, 0], onset[14, 0] = 0.9, 0.3, 0.8  # a ripple at 8, a re-strike at 14
+    onset[25, 0], frame[25:28, 0] = 0.3, 0.9  # a weak onset after silence still starts a note
+    kw = dict(frames_per_second=10.0, reonset_threshold=0.5)
+    notes = decode_notes(onset, frame, velocity, 0.2, 0.5, **kw)
+    assert [(n.onset_s, n.offset_s) for n in notes] == [(0.2, 1.4), (1.4, 2.0), (2.5, 2.8)]
+    assert len(decode_notes(onset, frame, velocity, 0.2, 0.5, frames_per_second=10.0)) == 4
+
+
+def test_offset_head_and_minimum_length_rules():
+    onset, frame, velocity = _acts()
+    onset[2, 3], frame[2:12, 3] = 0.9, 0.9
+    offset = np.zeros_like(onset)
+    offset[7, 3] = 0.8  # the offset detector ends the note although the frame detector stays on
+    (note,) = decode_notes(onset, frame, velocity, 0.5, 0.5, frames_per_second=10.0, offset=offset,
+                           offset_threshold=0.5)
+    assert note.offset_s == 0.7
+    onset[20, 50], frame[20:22, 50] = 0.9, 0.9  # a two-frame blip
+    assert len(decode_notes(onset, frame, velocity, min_note_frames=2)) == 2
+    assert len(decode_notes(onset, frame, velocity, min_note_frames=3)) == 1
+
+
 def test_chunk_windows_tile_the_file_with_context():
     for n, chunk, ctx in ((1000, 100, 10), (101, 100, 10), (250, 64, 8), (50, 100, 10)):
         windows = chunk_windows(n, chunk, ctx)
@@ -108,6 +143,11 @@ def test_onnx_matches_eager(tmp_path):
     assert not model.training
     for eager, onnx_out in zip(model.infer(mel), got):
         np.testing.assert_allclose(eager.numpy(), onnx_out, atol=1e-5)
+
+
+def test_transcriber_rejects_unknown_decoding_settings():
+    with pytest.raises(ValueError, match="unknown decoding settings"):
+        OnsetsFramesTranscriber(tiny_model(), min_note_len=3)
 
 
 def test_transcribe_rejects_bad_audio():

@@ -10,10 +10,11 @@ import torch
 from models.features import piano_config
 from models.inference import Note
 from models.midi import midi_to_notes
-from models.onsets_frames import OnsetsFramesConfig
+from models.onsets_frames import RULE_KEYS, OnsetsFramesConfig
 from training.config import load_config
-from training.objectives.onsets_frames import (OnsetsFramesObjective, OnsetsFramesRunConfig, PianoDataset, losses,
-                                               mel_noise, mel_reverb, note_metrics, note_rolls, split_records)
+from training.objectives.onsets_frames import (OnsetsFramesDecodeConfig, OnsetsFramesObjective, OnsetsFramesRunConfig,
+                                               PianoDataset, decode_rules, losses, mel_noise, mel_reverb, note_metrics,
+                                               note_rolls, retune_bundle, split_records)
 
 SR = 16000
 CLIPS = {  # split -> notes (pitch, start, end, velocity); the test clip has a pedal from 1.0 to 2.2 s
@@ -157,9 +158,18 @@ def test_train_export_eval_and_bundle_round_trip(maestro_dir, tmp_path, capsys):
     state = torch.load(sorted((run_dir / "checkpoints").glob("*.pt"))[-1], weights_only=True)
     model.load_state_dict(state["modules"]["model"])
     d = manifest["inference_defaults"]
+    assert {k: d[k] for k in RULE_KEYS} == decode_rules(objective.config.decode)
     memory = OnsetsFramesTranscriber(model.eval(), onset_threshold=d["onset_threshold"],
-                                     frame_threshold=d["frame_threshold"])
+                                     frame_threshold=d["frame_threshold"], **decode_rules(objective.config.decode))
     assert runtime.transcribe(audio) == memory.transcribe(audio)
+    # retuning copies the weights and ONNX graph and writes the paper's rule when asked for it
+    paper = OnsetsFramesDecodeConfig(peak_picking=False, min_note_frames=1, reonset_threshold=0.0,
+                                     offset_threshold=0.0, onset_grid=(0.4,), frame_grid=(0.5,))
+    retuned = retune_bundle(bundle, tmp_path / "retuned", [str(maestro_dir)], decode=paper)
+    assert (retuned["onset_threshold"], retuned["min_note_frames"], retuned["peak_picking"]) == (0.4, 1, False)
+    again = json.loads((tmp_path / "retuned/manifest.json").read_text())
+    assert again["files"] == manifest["files"]
+    assert again["provenance"]["tuned_on"]["clips"] == 1
     onnx = OnsetsFramesTranscriber.from_bundle(loaded, engine="onnx")
     a, b = runtime.activations(audio), onnx.activations(audio)
     assert all(np.allclose(a[k], b[k], atol=1e-5) for k in a)

@@ -30,7 +30,8 @@ from models.config import config_to_dict
 from models.features import FeatureConfig, log_mel, piano_config
 from models.inference import Note
 from models.midi import midi_to_notes
-from models.onsets_frames import OnsetsAndFrames, OnsetsFramesConfig, OnsetsFramesTranscriber, decode_notes, export_onnx
+from models.onsets_frames import (RULE_KEYS, OnsetsAndFrames, OnsetsFramesConfig, OnsetsFramesTranscriber,
+                                  decode_notes, export_onnx)
 from models.registry import bundle_tensors
 from training.checkpoint import load_checkpoint
 from training.config import LoopConfig, OptimConfig
@@ -60,9 +61,16 @@ class OnsetsFramesDataConfig:
 class OnsetsFramesDecodeConfig:
     onset_threshold: float = 0.5
     frame_threshold: float = 0.5
+    # rules beyond the paper's (models.onsets_frames.decode_notes); peak_picking false, min_note_frames
+    # 1 and both thresholds 0 give the paper's rule. These values won on validation (docs/onsets_frames.md).
+    peak_picking: bool = True
+    min_note_frames: int = 3
+    reonset_threshold: float = 0.4
+    offset_threshold: float = 0.5
     tune: bool = True  # grid-search both thresholds on the validation split at export
-    onset_grid: tuple[float, ...] = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+    onset_grid: tuple[float, ...] = (0.05, 0.07, 0.1, 0.15, 0.2, 0.3, 0.5)
     frame_grid: tuple[float, ...] = (0.3, 0.4, 0.5, 0.6)
+    tune_extra_roots: tuple[str, ...] = ()  # more MAESTRO-layout corpora whose validation split joins tuning
     chunk_frames: int = 1024  # inference window (32.8 s) ...
     context_frames: int = 64  # ... of which this many on each side are context only
     onnx: bool = True
@@ -283,7 +291,8 @@ def evaluate_transcriber(transcriber: OnsetsFramesTranscriber, records: list[Pia
 
 def tune_thresholds(transcriber: OnsetsFramesTranscriber, records: list[PianoRecord], onset_grid, frame_grid
                     ) -> tuple[float, float, dict[str, float]]:
-    """Grid search of (onset, frame) thresholds maximizing mean(note F1, note-with-offset F1)."""
+    """Grid search of (onset, frame) thresholds maximizing mean(note F1, note-with-offset F1), with the
+    transcriber's other decoding rules."""
     clips = []
     for rec in records:
         acts = transcriber.activations(load_audio(rec.audio_path, transcriber.sample_rate))
@@ -293,12 +302,48 @@ def tune_thresholds(transcriber: OnsetsFramesTranscriber, records: list[PianoRec
     for on in onset_grid:
         for fr in frame_grid:
             per_clip = [note_metrics(ref, decode_notes(a["onset"], a["frame"], a["velocity"], on, fr, fps,
-                                                       transcriber.model.config.min_pitch)) for a, ref in clips]
+                                                       transcriber.model.config.min_pitch, offset=a["offset"],
+                                                       **transcriber.rules)) for a, ref in clips]
             m = mean_metrics(per_clip)
             score = (m["note_f1"] + m["note_offset_f1"]) / 2
             if score > best[0]:
                 best = (score, on, fr, m)
     return best[1], best[2], best[3]
+
+
+def decode_rules(decode: OnsetsFramesDecodeConfig) -> dict[str, Any]:
+    """The decoding rules of a decode config, as OnsetsFramesTranscriber and the bundle take them."""
+    return {k: getattr(decode, k) for k in RULE_KEYS}
+
+
+def retune_bundle(bundle_dir: str | Path, out: str | Path, roots: list[str], split: str = "validation",
+                  decode: OnsetsFramesDecodeConfig = OnsetsFramesDecodeConfig()) -> dict[str, Any]:
+    """A copy of an onsets-frames bundle at `out` (the same weights and ONNX graph) whose decoding is
+    `decode`'s rules with both thresholds tuned on `split` of `roots`. Returns the new inference_defaults."""
+    from models.bundle import MANIFEST, WEIGHTS, load_bundle
+    from models.registry import model_from_bundle
+
+    bundle = load_bundle(bundle_dir)
+    if bundle.model_type != "onsets-frames":
+        raise ValueError(f"{bundle_dir} holds a {bundle.model_type} bundle, not onsets-frames")
+    records = [r for root in roots for r in split_records(root, split)]
+    manifest = bundle.manifest
+    features = FeatureConfig.from_dict(manifest["feature_config"])
+    defaults = dict(manifest.get("inference_defaults", {}))
+    transcriber = OnsetsFramesTranscriber(model_from_bundle(bundle), features, chunk_frames=defaults.get(
+        "chunk_frames", decode.chunk_frames), context_frames=defaults.get("context_frames", decode.context_frames),
+        **decode_rules(decode))
+    on, fr, metrics = tune_thresholds(transcriber, records, decode.onset_grid, decode.frame_grid)
+    defaults.update(onset_threshold=on, frame_threshold=fr, **decode_rules(decode))
+    provenance = {**manifest["provenance"], "validation_at_tuned_thresholds": metrics,
+                  "tuned_on": {"roots": list(roots), "split": split, "clips": len(records)}}
+    assets = {name: bundle.file(name) for name in manifest["files"] if name not in (MANIFEST, WEIGHTS)}
+    save_bundle(out, model_type=bundle.model_type, task=manifest["task"], model_config=manifest["model_config"],
+                tensors=bundle.tensors, feature_config=manifest["feature_config"],
+                frontend_config=manifest.get("frontend_config"), inference_defaults=defaults,
+                sparsity=manifest.get("sparsity"), provenance=provenance, licence=manifest["licence"],
+                package_version=manifest["package_version"], assets=assets)
+    return {**defaults, "validation": metrics}
 
 
 class OnsetsFramesObjective(Objective):
@@ -348,7 +393,8 @@ class OnsetsFramesObjective(Objective):
     def inference_defaults(self):
         d = self.config.decode
         return {"onset_threshold": d.onset_threshold, "frame_threshold": d.frame_threshold,
-                "chunk_frames": d.chunk_frames, "context_frames": d.context_frames, "engine": "torch"}
+                **decode_rules(d), "chunk_frames": d.chunk_frames, "context_frames": d.context_frames,
+                "engine": "torch"}
 
     def licence(self):
         fonts = set()
@@ -370,16 +416,20 @@ class OnsetsFramesObjective(Objective):
         d = self.config.decode
         defaults = self.inference_defaults()
         if d.tune:
-            try:
-                records = split_records(self.config.data.root, self.config.data.val_split)
-            except (ValueError, FileNotFoundError):
-                records = []
+            records = []
+            for root in (self.config.data.root, *d.tune_extra_roots):
+                try:
+                    records += split_records(root, self.config.data.val_split)
+                except (ValueError, FileNotFoundError):
+                    pass
             if records:
                 transcriber = OnsetsFramesTranscriber(model, self.config.features, chunk_frames=d.chunk_frames,
-                                                      context_frames=d.context_frames)
+                                                      context_frames=d.context_frames, **decode_rules(d))
                 on, fr, metrics = tune_thresholds(transcriber, records, d.onset_grid, d.frame_grid)
                 defaults.update(onset_threshold=on, frame_threshold=fr)
-                provenance = {**provenance, "validation_at_tuned_thresholds": metrics}
+                provenance = {**provenance, "validation_at_tuned_thresholds": metrics,
+                              "tuned_on": {"roots": [self.config.data.root, *d.tune_extra_roots],
+                                           "split": self.config.data.val_split, "clips": len(records)}}
         sparsity = self.sparsity_report(modules)
         if sparsity:  # packed dense layers run on the kernels (engine torch); the ONNX path stays dense
             model = copy.deepcopy(model)
