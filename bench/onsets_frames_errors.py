@@ -3,6 +3,7 @@
     python -m bench.onsets_frames_errors timidity --data data/piano_val --out data/piano_val_freepats
     python -m bench.onsets_frames_errors cache --split validation --out runs/of-acts-validation.pkl
     python -m bench.onsets_frames_errors analyze runs/of-acts-validation.pkl [--paper-rule --onset 0.25 --frame 0.3]
+        [--decoding-from BUNDLE] [--set min_note_frames=1 ...]
     python -m bench.onsets_frames_errors retune --bundle DIR --roots data/piano ... -o NEW_BUNDLE
 
 `timidity` re-renders a split's label MIDI with another synthesizer and sample set, timidity with
@@ -271,6 +272,8 @@ def main() -> None:
     a.add_argument("--frame", type=float, default=None, help="frame threshold (default: the bundle's)")
     a.add_argument("--decoding-from", default=None, help="take the decoding of this bundle (default: the cached one's)")
     a.add_argument("--paper-rule", action="store_true", help="decode with the paper's rule only, not the bundle's rules")
+    a.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="override one decoding setting, e.g. min_note_frames=1 reonset_threshold=0")
     r = sub.add_parser("retune", help="copy a bundle with the decoding rules of training's decode config and "
                                       "thresholds tuned on validation splits")
     r.add_argument("--bundle", required=True)
@@ -284,6 +287,8 @@ def main() -> None:
         clips = cache(args.bundle, args.data, args.split, Path(args.out), args.threads)
         print(json.dumps({"clips": len(clips), "out": args.out}))
         return
+    from models.onsets_frames import RULE_KEYS
+
     if args.command == "retune":
         from training.objectives.onsets_frames import retune_bundle
 
@@ -300,6 +305,11 @@ def main() -> None:
     if args.paper_rule:
         decoding = {k: decoding[k] for k in ("onset_threshold", "frame_threshold")}
     decoding.update({k: v for k, v in (("onset_threshold", args.onset), ("frame_threshold", args.frame)) if v is not None})
+    for item in args.set:
+        key, _, value = item.partition("=")
+        if key not in RULE_KEYS or not value:
+            raise SystemExit(f"--set {item}: expected KEY=VALUE with KEY one of {', '.join(RULE_KEYS)}")
+        decoding[key] = json.loads(value.lower())
     clips = [clip for c in caches for clip in c["clips"]]
     print(json.dumps({"caches": args.cache, "clips": len(clips), "decoding": decoding,
                       **analyze(clips, decoding)}, indent=1))
