@@ -8,6 +8,7 @@ PKGS=(
   flite festival festvox-kallpc16k festvox-us-slt-hts libttspico-utils
   fortunes fortunes-min wordnet-base
   fluidsynth fluid-soundfont-gm timgm6mb-soundfont musescore-general-soundfont-small csound-soundfont
+  timidity freepats
   sox libsndfile1 ninja-build g++ make
 )
 missing=()
