@@ -2,7 +2,10 @@
 against the teacher's fast (queue) generation, same utterance, 2 threads, 16 kHz.
 
     python -m bench.parallel_wavenet [--quick] [--teacher BUNDLE] [--student BUNDLE]
-                                     [--seconds S] [--teacher-seconds S] [--threads N]
+                                     [--seconds S] [--teacher-seconds S] [--threads N] [--profile]
+
+--profile prints onnxruntime's per-op-kind times of the student graph (the time is
+spent in the convolutions; docs/parallel_wavenet.md, Speed).
 
 Without bundles the shapes are the model sections of configs/wavenet/cpu_mel.yaml
 and configs/parallel_wavenet/cpu_mel.yaml with fresh weights (the cost does not
@@ -21,6 +24,10 @@ Last line, one JSON object:
                                                              runs 1 s pieces with their context: the same audio)
   student_realtime_factor_onnx_spinning                      the runtime's path with onnxruntime's spinning threads
   student_speedup_vs_teacher                                 onnx student rate / teacher rate
+  teacher_cpu_s_per_audio_s, student_onnx_cpu_s_per_audio_s  process CPU seconds per audio second (all threads;
+                                                             the student's least of N, the teacher's one run)
+  student_speedup_vs_teacher_cpu                             their ratio: the work saved, much less sensitive
+                                                             than wall time to the other jobs on shared cores
   student_torch_vs_onnx_max_abs_diff                         same noise, same conditioning
   plus the shapes, threads and seconds timed.
 """
@@ -45,14 +52,49 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def best_time(fn, repeats: int, warm_up: bool = True):
-    """(best wall time of `repeats` calls, after a warm-up call, and the last output)."""
+    """(best wall time of `repeats` calls after a warm-up call, the last output, and the least
+    process CPU time of a call: all threads' work, much less sensitive to other jobs than wall time)."""
     out = fn() if warm_up else None
-    times = []
+    times, cpu = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         out = fn()
         times.append(time.perf_counter() - t0)
-    return min(times), out
+        cpu.append(time.process_time() - c0)
+    return min(times), out, min(cpu)
+
+
+def profile_ops(onnx_file, feed: dict, threads: int, runs: int = 10) -> list[tuple[str, float, float]]:
+    """onnxruntime's profiler over `runs` runs: (kind, share of the kernel time, ms per run) per op
+    type, convolutions split by kernel (dilated / 1x1), activation and summed 4th input."""
+    import collections
+
+    import onnx
+    import onnxruntime as ort
+
+    nodes = {n.name: n for n in onnx.load(str(onnx_file)).graph.node}
+    opts = ort.SessionOptions()
+    opts.enable_profiling, opts.profile_file_prefix = True, str(Path(tempfile.gettempdir()) / "pwn_profile")
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+    session = ort.InferenceSession(str(onnx_file), opts, providers=["CPUExecutionProvider"])
+    for _ in range(runs):
+        session.run(None, feed)
+    trace = Path(session.end_profiling())
+    spent = collections.Counter()
+    for event in json.loads(trace.read_text()):
+        if event.get("cat") != "Node" or not event["name"].endswith("_kernel_time"):
+            continue
+        kind, node = event["args"]["op_name"], nodes.get(event["name"][:-len("_kernel_time")])
+        if node is not None and "Conv" in kind:
+            attrs = {a.name: a for a in node.attribute}
+            kind += " dilated" if "dilations" in attrs else " 1x1"
+            kind += f" {attrs['activation'].s.decode()}" if "activation" in attrs else ""
+            kind += " +sum" if len(node.input) > 3 else ""
+        spent[kind] += event["dur"]
+    trace.unlink()
+    total = sum(spent.values())
+    return [(k, v / total, v / 1e3 / runs) for k, v in spent.most_common()]
 
 
 def config_from_yaml(cls, path: Path, **overrides):
@@ -98,6 +140,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=None)
     parser.add_argument("--teacher-seconds", type=float, default=None)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--profile", action="store_true", help="print the student graph's time per op kind")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     seconds = args.seconds or (0.25 if args.quick else 2.0)
@@ -119,24 +162,29 @@ def main() -> None:
         # takes the time its peer needs (docs/parallel_wavenet.md); spinning is timed for the record.
         session = onnx_session(onnx_file, threads=args.threads, spinning=False)
         # the runtime's path: 1 s pieces with their context (the same audio; cache-sized tensors)
-        t_onnx, onnx_audio = best_time(lambda: run_onnx_chunked(session, cfg, z.numpy(), cond, speaker), repeats)
-        t_pass, _ = best_time(lambda: run_onnx(session, z.numpy(), cond, speaker), repeats)
+        t_onnx, onnx_audio, cpu_onnx = best_time(lambda: run_onnx_chunked(session, cfg, z.numpy(), cond, speaker),
+                                                 repeats)
+        t_pass = best_time(lambda: run_onnx(session, z.numpy(), cond, speaker), repeats)[0]
         spinning = onnx_session(onnx_file, threads=args.threads, spinning=True)
-        t_spin, _ = best_time(lambda: run_onnx_chunked(spinning, cfg, z.numpy(), cond, speaker), repeats)
+        t_spin = best_time(lambda: run_onnx_chunked(spinning, cfg, z.numpy(), cond, speaker), repeats)[0]
+        if args.profile:
+            feed = {"z": z.numpy(), "cond": cond, "speaker": speaker}
+            for kind, share, ms in profile_ops(onnx_file, feed, args.threads):
+                print(f"{kind:32s} {100 * share:5.1f}% {ms:8.2f} ms per run")
     with torch.no_grad():
-        t_torch, torch_audio = best_time(lambda: student.generate(cond_t, speaker_t, z).numpy(), repeats,
-                                          warm_up=not args.quick)
+        t_torch, torch_audio, _ = best_time(lambda: student.generate(cond_t, speaker_t, z).numpy(), repeats,
+                                            warm_up=not args.quick)
         # torch's OpenMP threads wait for each other at every op: on shared cores one thread is faster
         torch.set_num_threads(1)
-        t_torch1, _ = best_time(lambda: student.generate(cond_t, speaker_t, z).numpy(), repeats, warm_up=not args.quick)
+        t_torch1 = best_time(lambda: student.generate(cond_t, speaker_t, z).numpy(), repeats, warm_up=not args.quick)[0]
         torch.set_num_threads(args.threads)  # the teacher runs as before
     n_teacher = int(teacher_seconds * sr)
     uniforms = torch.rand(1, n_teacher, 2, generator=torch.Generator().manual_seed(1))
     teacher_cond = cond_t[:, : n_teacher // hop + 1]
     teacher.generate(teacher_cond, speaker_t, uniforms[:, : min(100, n_teacher)])  # warm-up
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     teacher.generate(teacher_cond, speaker_t, uniforms)
-    t_teacher = time.perf_counter() - t0
+    t_teacher, cpu_teacher = time.perf_counter() - t0, time.process_time() - c0
     teacher_rate = n_teacher / t_teacher
     onnx_rate = frames * hop / t_onnx
     result = {
@@ -151,6 +199,9 @@ def main() -> None:
         "student_realtime_factor_onnx_one_pass": seconds / t_pass,
         "student_realtime_factor_onnx_spinning": seconds / t_spin,
         "student_speedup_vs_teacher": onnx_rate / teacher_rate,
+        "teacher_cpu_s_per_audio_s": cpu_teacher / teacher_seconds,
+        "student_onnx_cpu_s_per_audio_s": cpu_onnx / seconds,
+        "student_speedup_vs_teacher_cpu": (cpu_teacher / teacher_seconds) / (cpu_onnx / seconds),
         "student_torch_vs_onnx_max_abs_diff": float(np.abs(onnx_audio - torch_audio).max()),
         "load_average_1min": os.getloadavg()[0],
     }

@@ -166,7 +166,7 @@ def flow_params_fast(flow: WaveNetStack, x: torch.Tensor, c: torch.Tensor, hop: 
 
 def export_onnx(model: ParallelWaveNet, path: str | Path) -> Path:
     """The graph written op by op from the weights (models/parallel_wavenet_onnx.py; about 1.2x
-    less work than the traced one), dynamic batch and length, samples = frames * hop."""
+    less CPU time than the traced one), dynamic batch and length, samples = frames * hop."""
     from models.parallel_wavenet_onnx import export_student
 
     return export_student(model, path)
