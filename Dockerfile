@@ -31,9 +31,11 @@ RUN python -m pip install --upgrade pip \
 # The project, editable as `make install` does, so service/ finds bundles/ beside it.
 # COPY keeps the build context's modes, and bundles exported before
 # models/bundle.py made them 0755/0644 are private (0700 folders, 0600
-# weights): the service user could not read them, so open /app up.
+# weights): the service user could not read them. find touches only those,
+# so a fresh clone adds no copies to the layer.
 COPY . .
-RUN chmod -R a+rX /app && python -m pip install -e . && mkdir -p /app/bundles
+RUN find /app \( -type d ! -perm -a+rx -o -type f ! -perm -a+r \) -exec chmod a+rX {} + \
+    && python -m pip install -e . && mkdir -p /app/bundles
 
 RUN useradd --create-home --uid 10001 --user-group sparsewave
 USER sparsewave

@@ -4,7 +4,7 @@
 # a user sees: the server runs as the non-root user, the image's HEALTHCHECK
 # passes, and /healthz, /v1/models, one speech and one transcription request
 # answer; last, SIGTERM stops it cleanly. Run as root on Debian bookworm
-# (installs buildah, podman and debootstrap when missing).
+# (installs buildah, podman, runc and debootstrap when missing).
 #
 #   bash scripts/check-docker-build.sh
 #
@@ -157,7 +157,10 @@ check_requests "http://127.0.0.1:$PORT"
 say "SIGTERM: podman stop"
 podman stop -t 40 "$NAME" >/dev/null
 code=$(podman inspect --format '{{.State.ExitCode}}' "$NAME")
-podman logs "$NAME" 2>&1 | tail -n 5
+podman logs "$NAME" > "$WORK/container.log" 2>&1
+say "the server's log ($WORK/container.log): $(grep -c -E 'WARNING|ERROR|Traceback' "$WORK/container.log" || true) warning/error lines"
+grep -E 'WARNING|ERROR|Traceback' "$WORK/container.log" | head -n 20 || true
+tail -n 5 "$WORK/container.log"
 say "exit code after SIGTERM: $code"
 [ "$code" = 0 ]
 [ "${CLEAN:-0}" = 1 ] && { podman rm -f "$NAME" >/dev/null 2>&1 || true; trap - EXIT; rm -rf "$WORK"; say "removed $WORK"; }
