@@ -8,7 +8,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: serve test install system-deps clean-venv
+.PHONY: serve test install system-deps clean-venv docker-check
 
 install: system-deps $(STAMP)
 
@@ -33,3 +33,7 @@ test: install
 
 clean-venv:
 	rm -rf $(VENV)
+
+# builds the Dockerfile with buildah and runs it with podman (root, ~10 GB disk, ~15 min; docs/service.md)
+docker-check:
+	bash scripts/check-docker-build.sh
