@@ -1,5 +1,5 @@
 """The shipped bundles/wavernn-default: a Sparse WaveRNN whose pruned matrices
-are stored packed in 16x1 blocks at the target sparsity, small, and speaking
+are stored packed in 16x1 blocks at the target sparsity, small, and synthesizing
 through the runtime (where espeak-ng and the MBROLA voice are installed)."""
 from pathlib import Path
 
@@ -27,7 +27,7 @@ def test_shipped_bundle_is_block_sparse_and_small():
     assert FusedWaveRNN(model).density == pytest.approx(0.04, abs=0.002)
 
 
-def test_shipped_bundle_speaks():
+def test_shipped_bundle_synthesizes():
     from models.inference import load_runtime
     from models.text import FrontendError
 
