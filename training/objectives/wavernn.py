@@ -195,18 +195,18 @@ def evaluate_intelligibility(bundle: str, data_root: str, n_items: int = 20, spl
     labels = read_labels(data_root, split)[:n_items]
     if not labels:
         raise ValueError(f"{data_root}: no {split} utterances")
-    real, fake = [], []
+    real, synthesized = [], []
     for i, lab in enumerate(labels):
         real.append(read_audio(lab["wav_path"])[0])
         voice = synth.voices[i % len(synth.voices)]
-        fake.append(np.concatenate(list(synth.synthesize(lab["normalized"], voice=voice))))
+        synthesized.append(np.concatenate(list(synth.synthesize(lab["normalized"], voice=voice))))
     refs = [lab["normalized"] for lab in labels]
 
     def wer(audio):
         return word_error_rate(refs, pocketsphinx_texts(audio, synth.sample_rate))
     return {"split": split, "items": len(labels), "voices": sorted({lab["voice"] for lab in labels}),
-            "wer_pocketsphinx_synthesized": wer(fake), "wer_pocketsphinx_reference": wer(real),
-            "synthesized_seconds": sum(len(a) for a in fake) / synth.sample_rate}
+            "wer_pocketsphinx_synthesized": wer(synthesized), "wer_pocketsphinx_reference": wer(real),
+            "synthesized_seconds": sum(len(a) for a in synthesized) / synth.sample_rate}
 
 
 def resynthesis_scores(ref: np.ndarray, audio: np.ndarray, sample_rate: int) -> dict[str, float]:
@@ -246,7 +246,7 @@ def evaluate_resynthesis(bundle: str, data_root: str, split: str = "test", limit
     if not labels:
         raise ValueError(f"{data_root}: no {split} utterances usable with cond_kind={cfg.cond_kind}")
     rng = np.random.default_rng(seed)
-    refs, fakes, scores = [], [], {}
+    refs, resynthesized, scores = [], [], {}
     for lab in labels[:limit]:
         ref, sr = read_audio(lab["wav_path"])
         if sr != cfg.sample_rate:
@@ -254,17 +254,17 @@ def evaluate_resynthesis(bundle: str, data_root: str, split: str = "test", limit
         cond = utterance_features(lab, cfg, ref)
         n = min(len(cond) * cfg.hop_length, len(ref)) // max(1, cfg.subscale) * max(1, cfg.subscale)
         u = rng.random((1, n, 2))
-        fake = samples_to_audio(sampler.generate(cond.float()[None], torch.zeros(1, dtype=torch.long), u)[0])
+        resynth = samples_to_audio(sampler.generate(cond.float()[None], torch.zeros(1, dtype=torch.long), u)[0])
         noise = (rng.standard_normal(n) * ref[:n].std()).astype(np.float32)
-        for key, audio in (("resynthesized", fake), ("noise", noise)):
+        for key, audio in (("resynthesized", resynth), ("noise", noise)):
             for name, value in resynthesis_scores(ref[:n], audio, cfg.sample_rate).items():
                 scores.setdefault(f"{name}_{key}", []).append(value)
         refs.append(ref[:n])
-        fakes.append(fake)
+        resynthesized.append(resynth)
     texts = [lab.get("normalized") or lab["text"] for lab in labels[:limit]]
     return {"split": split, "items": len(refs), "voices": sorted({lab["voice"] for lab in labels[:limit]}),
             "conditioning": "log-mel of the reference" if cfg.cond_kind == "mel" else "exact MBROLA labels",
             "seconds": sum(len(a) for a in refs) / cfg.sample_rate,
             **{k: float(np.nanmean(v)) for k, v in scores.items()},
-            "wer_pocketsphinx_resynthesized": word_error_rate(texts, pocketsphinx_texts(fakes, cfg.sample_rate)),
+            "wer_pocketsphinx_resynthesized": word_error_rate(texts, pocketsphinx_texts(resynthesized, cfg.sample_rate)),
             "wer_pocketsphinx_reference": word_error_rate(texts, pocketsphinx_texts(refs, cfg.sample_rate))}
