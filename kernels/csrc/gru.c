@@ -110,6 +110,68 @@ static void hidden_product(int rows, int H, int ldw, const float *h, const float
     }
 }
 
+/* The same product for a block-sparse W (R x K) in BSR with (br, 1) blocks (kernels/format.py):
+   y (rows x ldy) = bias + x (rows x K, row stride ldx) @ W^T. Per block row (br outputs = NB vectors)
+   and group of up to 4 rows, the stored blocks add x[r, k] * w[block] in increasing k: each value
+   goes through the same chain whatever the number of rows (so alone or in any batch), and, skipped
+   blocks being zeros that add exactly nothing, the same floats as the dense product above. */
+INLINE void sparse_tile(const int rows, const int nb, int64_t ldx, int64_t ldy, const float *x, const float *vals,
+                        const int32_t *cols, int nblk, const float *bias, float *y) {
+    vf acc[4][4];
+    for (int r = 0; r < rows; r++)
+        for (int v = 0; v < nb; v++) acc[r][v] = ld(bias + v * L);
+    for (int j = 0; j < nblk; j++) {
+        const int k = cols[j];
+        vf w[4];
+        for (int v = 0; v < nb; v++) w[v] = ld(vals + (int64_t)j * nb * L + v * L);
+        for (int r = 0; r < rows; r++) {
+            vf a = bc(x[(int64_t)r * ldx + k]);
+            for (int v = 0; v < nb; v++) acc[r][v] += a * w[v];
+        }
+    }
+    for (int r = 0; r < rows; r++)
+        for (int v = 0; v < nb; v++) st(y + (int64_t)r * ldy + v * L, acc[r][v]);
+}
+
+#define STILE(RR, NB) sparse_tile(RR, NB, ldx, ldy, xr, vals + (int64_t)k0 * br, col_idx + k0, nblk, bias + b0, \
+                                  yr + b0)
+#define S_BY_NB(RR) switch (br / L) { case 1: STILE(RR, 1); break; case 2: STILE(RR, 2); break; \
+                                      case 3: STILE(RR, 3); break; default: STILE(RR, 4); }
+
+/* Whether the BSR product runs (br, 1) blocks for R output rows: br a multiple of the lane width,
+   at most 4 vectors, R whole block rows. */
+int sw_bsr_ok(int R, int br) { return br > 0 && br % L == 0 && br / L <= 4 && R % br == 0; }
+
+/* y (rows x ldy, columns 0..R-1) = bias (R) + x (rows x K, row stride ldx) @ W^T for W (R x K) in BSR:
+   float32 values (nnzb, br), col_idx, row_ptr (R / br + 1) of (br, 1) blocks. Returns -1 unless
+   sw_bsr_ok(R, br). */
+int sw_bsr_rows(int rows, const float *x, int64_t ldx, const float *vals, const int32_t *col_idx,
+                const int32_t *row_ptr, int br, int R, const float *bias, float *y, int64_t ldy) {
+    if (!sw_bsr_ok(R, br)) return -1;
+    for (int r0 = 0; r0 < rows; r0 += 4) {
+        const int nr = rows - r0 < 4 ? rows - r0 : 4;
+        const float *xr = x + (int64_t)r0 * ldx;
+        float *yr = y + (int64_t)r0 * ldy;
+        for (int rb = 0; rb < R / br; rb++) {
+            const int k0 = row_ptr[rb], nblk = row_ptr[rb + 1] - k0, b0 = rb * br;
+            switch (nr) {
+            case 1: S_BY_NB(1); break;
+            case 2: S_BY_NB(2); break;
+            case 3: S_BY_NB(3); break;
+            default: S_BY_NB(4);
+            }
+        }
+    }
+    return 0;
+}
+
+/* W_hh, dense (vals NULL: wt = W_hh^T, H x ldw) or block-sparse (vals, col_idx, row_ptr, br). */
+typedef struct {
+    const float *wt, *vals;
+    const int32_t *col_idx, *row_ptr;
+    int br;
+} hh_weights;
+
 /* One vector of hidden units: gates from x (input projections) and g (hidden products), h updated. */
 INLINE vf gru_unit(vf xr, vf xz, vf xn, vf gr, vf gz, vf gn, vf h) {
     vf r = vsigmoid(xr + gr), z = vsigmoid(xz + gz);
@@ -141,12 +203,9 @@ static void gates(int H, const float *x, const float *g, float *h, float *out) {
 /* Floats per lane vector: the caller pads W_hh's columns to a multiple of this. */
 int sw_gru_lanes(void) { return L; }
 
-/* n_seq sequences, lengths sorted descending; gx rows of stride ldx (3H used), out rows of stride ldo
-   (H written); wt = W_hh transposed and column-padded (H x ldw, ldw >= 3H a multiple of sw_gru_lanes()),
-   bias = b_hh padded to ldw; work: n_seq * (H + ldw) floats. Returns 0, or -1 on bad arguments. */
-int sw_gru_direction(int n_seq, const int64_t *offsets, const int64_t *lengths, int reverse, int H,
-                     const float *gx, int64_t ldx, const float *wt, const float *bias, int ldw,
-                     float *out, int64_t ldo, float *work) {
+static int run_direction(int n_seq, const int64_t *offsets, const int64_t *lengths, int reverse, int H,
+                         const float *gx, int64_t ldx, hh_weights w, const float *bias, int ldw, float *out,
+                         int64_t ldo, float *work) {
     if (ldw % L != 0 || ldw < 3 * H) return -1;
     for (int b = 1; b < n_seq; b++)
         if (lengths[b] > lengths[b - 1]) return -1;
@@ -156,11 +215,35 @@ int sw_gru_direction(int n_seq, const int64_t *offsets, const int64_t *lengths, 
     int64_t steps = n_seq ? lengths[0] : 0;
     for (int64_t t = 0; t < steps; t++) {
         while (active > 0 && lengths[active - 1] <= t) active--;
-        hidden_product(active, H, ldw, h, wt, bias, gh);
+        if (w.vals)
+            sw_bsr_rows(active, h, H, w.vals, w.col_idx, w.row_ptr, w.br, 3 * H, bias, gh, ldw);
+        else
+            hidden_product(active, H, ldw, h, w.wt, bias, gh);
         for (int b = 0; b < active; b++) {
             int64_t f = offsets[b] + (reverse ? lengths[b] - 1 - t : t);
             gates(H, gx + f * ldx, gh + (int64_t)b * ldw, h + (int64_t)b * H, out + f * ldo);
         }
     }
     return 0;
+}
+
+/* n_seq sequences, lengths sorted descending; gx rows of stride ldx (3H used), out rows of stride ldo
+   (H written); wt = W_hh transposed and column-padded (H x ldw, ldw >= 3H a multiple of sw_gru_lanes()),
+   bias = b_hh padded to ldw; work: n_seq * (H + ldw) floats. Returns 0, or -1 on bad arguments. */
+int sw_gru_direction(int n_seq, const int64_t *offsets, const int64_t *lengths, int reverse, int H,
+                     const float *gx, int64_t ldx, const float *wt, const float *bias, int ldw,
+                     float *out, int64_t ldo, float *work) {
+    hh_weights w = {wt, NULL, NULL, NULL, 0};
+    return run_direction(n_seq, offsets, lengths, reverse, H, gx, ldx, w, bias, ldw, out, ldo, work);
+}
+
+/* sw_gru_direction with W_hh (3H x H) block-sparse: float32 values (nnzb, br), col_idx, row_ptr
+   (3H / br + 1) of (br, 1) blocks (kernels/format.py's BSR). Returns -1 unless sw_bsr_ok(3H, br). */
+int sw_gru_direction_bsr(int n_seq, const int64_t *offsets, const int64_t *lengths, int reverse, int H,
+                         const float *gx, int64_t ldx, const float *vals, const int32_t *col_idx,
+                         const int32_t *row_ptr, int br, const float *bias, int ldw, float *out, int64_t ldo,
+                         float *work) {
+    if (!sw_bsr_ok(3 * H, br)) return -1;
+    hh_weights w = {NULL, vals, col_idx, row_ptr, br};
+    return run_direction(n_seq, offsets, lengths, reverse, H, gx, ldx, w, bias, ldw, out, ldo, work);
 }

@@ -17,6 +17,7 @@ single and streaming runs agree exactly.
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import torch
 from torch import nn
@@ -24,6 +25,8 @@ from torch.nn import functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from models.deepspeech2.text import N_CLASSES
+
+GRU_MATRIX = re.compile(r"rnns\.\d+\.weight_(ih|hh)_l0(_reverse)?")  # the matrices a bundle may pack
 
 
 @dataclasses.dataclass(frozen=True)
@@ -232,12 +235,33 @@ class DeepSpeech2(nn.Module):
         return self.head(h), out_lengths
 
     def bundle_tensors(self) -> dict[str, torch.Tensor]:
-        """What a bundle stores: floating-point tensors as float16 (half the size on disk)."""
-        return {k: v.detach().half() if v.is_floating_point() else v.detach() for k, v in self.state_dict().items()}
+        """What a bundle stores: floating-point tensors as float16 (half the size on disk); GRU
+        matrices with at least half their entries zero (pruned: configs/deepspeech2/sparse.yaml)
+        packed in kernels/format.py's block-sparse format (name.bsr_values, ...), which the
+        native engine runs (models/deepspeech2/recurrent.py)."""
+        from kernels.format import BlockSparseMatrix
+        from kernels.sparse_layers import choose_block, sparsity_of
+
+        out = {}
+        for k, v in self.state_dict().items():
+            v = v.detach()
+            if GRU_MATRIX.fullmatch(k) and sparsity_of(v) >= 0.5:
+                block = choose_block(v.float()).block
+                out.update(BlockSparseMatrix.from_dense(v.float(), None, block, torch.float16).to_tensors(k))
+            else:
+                out[k] = v.half() if v.is_floating_point() else v
+        return out
 
     def load_bundle_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
-        """Load `bundle_tensors()` output (float16 widened back to float32)."""
-        state = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
+        """Load `bundle_tensors()` output (float16 widened back to float32, packed matrices unpacked)."""
+        from kernels.format import SUFFIXES, BlockSparseMatrix
+
+        state = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()
+                 if not k.endswith(SUFFIXES)}
+        for key in tensors:
+            if key.endswith(SUFFIXES[-1]):
+                name = key[: -len(SUFFIXES[-1])]
+                state[name] = BlockSparseMatrix.from_tensors(tensors, name).to_dense()
         try:
             self.load_state_dict(state)
         except RuntimeError as exc:

@@ -29,6 +29,7 @@ from models.deepspeech2.model import DeepSpeech2, DeepSpeech2Config
 from models.deepspeech2.runtime import LM_ASSET, export_onnx
 from models.deepspeech2.text import encode, normalize_transcript
 from models.registry import bundle_tensors
+from training.checkpoint import load_checkpoint
 from training.config import LoopConfig, OptimConfig
 from training.data.readers import read_labels
 from training.objective import Objective
@@ -70,6 +71,7 @@ class DeepSpeech2RunConfig:
     decode: DeepSpeech2DecodeConfig = DeepSpeech2DecodeConfig()
     optim: OptimConfig = OptimConfig(lr=5e-4, grad_clip=400.0, schedule="cosine", warmup_steps=200)
     loop: LoopConfig = LoopConfig(max_steps=20000, batch_size=16, log_every=25, val_every=500, ckpt_every=500)
+    init_checkpoint: str = ""  # a run checkpoint (.pt) whose model weights start this run (sparse fine-tuning)
 
 
 def row_text(row: dict[str, Any]) -> str:
@@ -171,12 +173,19 @@ class DeepSpeech2Objective(Objective):
     config_cls = DeepSpeech2RunConfig
     model_type = "deepspeech2"
     task = "asr"
-    sorta_grad = True
+
+    @property
+    def sorta_grad(self) -> bool:
+        """Shortest utterances first in the first epoch: a curriculum for a fresh model, not a fine-tune."""
+        return not self.config.init_checkpoint
 
     def build_modules(self):
         if self.config.model.n_mels != self.config.features.n_mels:
             raise ValueError("model.n_mels must equal features.n_mels")
-        return {"model": DeepSpeech2(self.config.model)}
+        model = DeepSpeech2(self.config.model)
+        if self.config.init_checkpoint:
+            model.load_state_dict(load_checkpoint(self.config.init_checkpoint)["modules"]["model"])
+        return {"model": model}  # Objective.build() adds the Sparsifier when `sparsity` prunes
 
     def train_dataset(self):
         rows = read_labels(self.config.data.root, self.config.data.train_split)
