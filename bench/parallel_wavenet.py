@@ -3,6 +3,7 @@ against the teacher's fast (queue) generation, same utterance, 2 threads, 16 kHz
 
     python -m bench.parallel_wavenet [--quick] [--teacher BUNDLE] [--student BUNDLE]
                                      [--seconds S] [--teacher-seconds S] [--threads N] [--profile]
+    python -m bench.parallel_wavenet --sparse [--quick] [--threads N]   # dense vs sparse students
 
 --profile prints onnxruntime's per-op-kind times of the student graph (the time is
 spent in the convolutions; docs/parallel_wavenet.md, Speed).
@@ -131,6 +132,65 @@ def load_models(args):
     return student.eval(), teacher.eval(), onnx_file
 
 
+# --- dense against sparse students on their runtimes (issue 13; bench.sparse_conv calls this) -----------
+DENSE_BUNDLE = "bundles/parallel-wavenet-default"
+SPARSE_BUNDLES = {"80": ("bundles/parallel-wavenet-sparse80", "runs/pwn-sparse80-bundle"),
+                  "90": ("bundles/parallel-wavenet-sparse90", "runs/pwn-sparse90-bundle")}
+
+
+def _vocoder(path: str, engine: str | None, threads: int, packed: bool = False):
+    """The runtime of a bundle as `sparsewave synth` and the service build it (engine None: the
+    bundle's default: onnxruntime for dense students, the packed runtime for sparse ones);
+    packed=True runs a dense student's convs on the packed runtime as dense (4, 1) blocks."""
+    from models.bundle import load_bundle
+    from models.parallel_wavenet import ParallelWaveNetSynthesizer, packed_runtime
+
+    synth = ParallelWaveNetSynthesizer(load_bundle(path), engine=engine, threads=threads)
+    if packed:
+        packed_runtime(synth.model)
+        synth.threads = threads
+    return synth
+
+
+def parallel_wavenet_rows(quick: bool, threads: int = 2) -> dict:
+    """Real-time factors (audio s per wall s, `threads` threads) of the dense student on
+    onnxruntime (its default), on torch eager and on the packed runtime, against the sparse
+    students on the packed runtime, each vocoding the same random log-mel through
+    ParallelWaveNetSynthesizer.vocode (1 s pieces; the packed runtime runs `threads` pieces at
+    once, one thread each). Rounds alternate the runtimes; each figure is the median over rounds
+    of each round's median call (bench.sparse_conv.rounds). A sparse bundle that is not in the
+    tree is skipped. quick: 2 s of audio, 2 rounds of 2 calls (under 15 s)."""
+    from bench.sparse_conv import rounds
+
+    seconds, (n_rounds, calls) = (2.0, (2, 2)) if quick else (4.0, (5, 5))
+    present = {s: next(p for p in paths if (Path(p) / "manifest.json").exists())
+               for s, paths in SPARSE_BUNDLES.items() if any((Path(p) / "manifest.json").exists() for p in paths)}
+    if quick and present:
+        present = dict([max(present.items())])
+    torch_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        synths = {"dense": _vocoder(DENSE_BUNDLE, None, threads), "dense_torch": _vocoder(DENSE_BUNDLE, "torch", threads),
+                  "dense_packed": _vocoder(DENSE_BUNDLE, "torch", threads, packed=True),
+                  **{f"sparse{s}": _vocoder(p, None, threads) for s, p in present.items()}}
+        cfg = synths["dense"].config
+        mel = np.random.default_rng(0).standard_normal((int(seconds * cfg.sample_rate / cfg.hop_length),
+                                                        cfg.cond_channels)).astype(np.float32)
+        times, _ = rounds({k: (lambda s=s: s.vocode(mel)) for k, s in synths.items()}, n_rounds, calls)
+    finally:
+        torch.set_num_threads(torch_threads)
+    rtf = {k: seconds / t for k, t in times.items()}
+    out = {"parallel_wavenet_dense_realtime_factor": round(rtf["dense"], 2),
+           "parallel_wavenet_dense_torch_realtime_factor": round(rtf["dense_torch"], 2),
+           "parallel_wavenet_dense_packed_realtime_factor": round(rtf["dense_packed"], 2)}
+    if present:
+        out["parallel_wavenet_sparse_realtime_factor"] = round(rtf[f"sparse{max(present)}"], 2)
+        out.update({f"parallel_wavenet_sparse{s}_realtime_factor": round(rtf[f"sparse{s}"], 2) for s in present})
+    out["parallel_wavenet_bundles"] = {"dense": DENSE_BUNDLE, **{f"sparse{s}": p for s, p in present.items()}}
+    out["parallel_wavenet_load_average_1min"] = os.getloadavg()[0]
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
@@ -141,7 +201,12 @@ def main() -> None:
     parser.add_argument("--teacher-seconds", type=float, default=None)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--profile", action="store_true", help="print the student graph's time per op kind")
+    parser.add_argument("--sparse", action="store_true",
+                        help="only the dense against sparse students rows (parallel_wavenet_rows)")
     args = parser.parse_args()
+    if args.sparse:
+        print(json.dumps(parallel_wavenet_rows(args.quick, args.threads)))
+        return
     torch.set_num_threads(args.threads)
     seconds = args.seconds or (0.25 if args.quick else 2.0)
     teacher_seconds = args.teacher_seconds or (0.025 if args.quick else 0.25)

@@ -29,6 +29,10 @@ chunks that keep the input rows in L2.
 
     affine_relu(lib, x (B, C, T), a (B, C), b (B, C), factor) -> relu(a x + b), each frame
     repeated `factor` times (eval batch norm, ReLU, nearest upsampling in one pass)
+
+    wavenet_layer(lib, WaveNetLayer(...), frames (B, 2R, K), hop, h, h_out, skips): one layer of a
+    WaveNet flow (causal dilated conv, gate with the interpolated conditioning, skip and residual
+    1x1s) in one pass over time tiles
 """
 from __future__ import annotations
 
@@ -52,6 +56,9 @@ def declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     lib.sw_conv1d.restype = _I
     lib.sw_affine_relu.argtypes = [_P, _L, _I, _I, _P, _P, _I, _P]
     lib.sw_affine_relu.restype = None
+    lib.sw_wavenet_layer.argtypes = [_P, _P, _P, _P, _I, _P, _I, _I, _P, _L, _I, _I, _P, _P, _P, _I, _P, _I, _P, _P,
+                                     _P, _I]
+    lib.sw_wavenet_layer.restype = _I
     lib.sw_vector_width.restype = _I
     lib.sw_isa.restype = _I
     return lib
@@ -133,6 +140,45 @@ def conv1d_into(lib, m, taps, x: torch.Tensor, padding: int, reach: int, bias: t
                            _ptr(x[b]), t, t, padding, reach, _ptr(out[b]), t_out, bp)
         if rc != 0:
             raise MemoryError("sw_conv1d: out of memory")
+
+
+class WaveNetLayer:
+    """The packed operands of one WaveNet layer for `wavenet_layer`: the dilated conv (kernel 2,
+    dilation d; a BlockSparseMatrix of weight.reshape(2R, 2R_in) with (br, 1) blocks) and the skip
+    and residual 1x1s stacked as one (S + R, R) matrix, with their biases."""
+
+    def __init__(self, dilated, d: int, dilated_bias: torch.Tensor, pointwise, pointwise_bias: torch.Tensor,
+                 skip_channels: int):
+        for m in (dilated, pointwise):
+            if m.block[1] != 1 or m.values.dtype != torch.float32:
+                raise TypeError(f"wavenet_layer needs float32 (br, 1) blocks, got {m.block} {m.values.dtype}")
+        self.dilated, self.pointwise, self.d, self.skip_channels = dilated, pointwise, d, skip_channels
+        self.taps = conv_taps(dilated, 2, d)
+        self.dilated_bias = dilated_bias.detach().float().contiguous()
+        self.pointwise_bias = pointwise_bias.detach().float().contiguous()
+        self.residual = dilated.shape[0] // 2
+
+
+def wavenet_layer(lib, layer: WaveNetLayer, frames: torch.Tensor, hop: int, h: torch.Tensor,
+                  h_out: torch.Tensor | None, skips: torch.Tensor) -> None:
+    """One WaveNet layer in one pass over time tiles (sw_wavenet_layer): skips (B, S, T) += skip(g);
+    h_out (B, R, T) = h + res(g) (not computed when None), g = tanh(a_f + c_f) * sigmoid(a_g + c_g),
+    a the causal dilated conv of h, c the frames (B, 2R, K) interpolated to hop samples each."""
+    (bsz, r, t), s = h.shape, layer.skip_channels
+    ok = (r == layer.residual and skips.shape == (bsz, s, t) and frames.shape[:2] == (bsz, 2 * r)
+          and (h_out is None or h_out.shape == h.shape) and frames.stride(2) == 1
+          and all(v.is_contiguous() and v.dtype == torch.float32 for v in (h, skips, *(() if h_out is None else (h_out,)))))
+    if not ok:
+        raise ValueError(f"wavenet_layer: h {tuple(h.shape)}, skips {tuple(skips.shape)}, frames {tuple(frames.shape)}")
+    dm, um = layer.dilated, layer.pointwise
+    for b in range(bsz):
+        rc = lib.sw_wavenet_layer(_ptr(dm.values), _ptr(layer.taps[0]), _ptr(layer.taps[1]), _ptr(dm.row_ptr),
+                                  dm.block[0], _ptr(layer.dilated_bias), r, layer.d, _ptr(frames[b]), frames.stride(1),
+                                  frames.shape[2], hop, _ptr(um.values), _ptr(um.col_idx), _ptr(um.row_ptr),
+                                  um.block[0], _ptr(layer.pointwise_bias), s, _ptr(h[b]),
+                                  None if h_out is None else _ptr(h_out[b]), _ptr(skips[b]), t)
+        if rc != 0:
+            raise MemoryError("sw_wavenet_layer: out of memory")
 
 
 def affine_relu(lib, x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, factor: int = 1) -> torch.Tensor:

@@ -104,10 +104,25 @@ class ParallelWaveNet(nn.Module):
         if z is None:
             g = torch.Generator().manual_seed(seed)
             z = logistic_noise((cond.shape[0], cond.shape[1] * self.config.hop_length), g).to(cond.device)
+        if getattr(self, "_packed", False):  # packed_runtime: the C kernels, on one thread per call
+            from models.gan_tts import one_torch_thread
+
+            with one_torch_thread():
+                return self._generate(cond, speaker, z)
+        return self._generate(cond, speaker, z)
+
+    def _generate(self, cond: torch.Tensor, speaker: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         c = self.conditioning(cond, speaker)
-        x = z
+        x, hop, lsm = z, self.config.hop_length, self.config.log_scale_min
+        if getattr(self, "_packed", False):
+            bufs = PackedBuffers(self.config, *z.shape)
+            params = lambda flow, x: flow_params_packed(flow, x, c, hop, lsm, bufs)  # noqa: E731
+        elif has_packed_layers(self):  # packed layers but no C kernels: the eager forward runs them
+            params = lambda flow, x: self.flow_params(flow, x, c)  # noqa: E731
+        else:
+            params = lambda flow, x: flow_params_fast(flow, x, c, hop, lsm)  # noqa: E731
         for flow in self.flows:
-            mu, log_s = flow_params_fast(flow, x, c, self.config.hop_length, self.config.log_scale_min)
+            mu, log_s = params(flow, x)
             x = x * torch.exp(log_s) + mu
         return torch.clamp(x, -1.0, 1.0)
 
@@ -164,6 +179,78 @@ def flow_params_fast(flow: WaveNetStack, x: torch.Tensor, c: torch.Tensor, hop: 
     return out[:, 0], torch.clamp(out[:, 1], min=log_scale_min)
 
 
+# --- the packed runtime (sparse students; engine torch) ------------------------------------------
+def has_packed_layers(model: nn.Module) -> bool:
+    from kernels.sparse_layers import SparseConv1d
+
+    return any(isinstance(m, SparseConv1d) for m in model.modules())
+
+
+def packed_runtime(model: ParallelWaveNet) -> ParallelWaveNet:
+    """The torch engine of a student with packed (sparse) layers, in place: where the C kernels are
+    built, every other conv of the flows (input, the dilated convs and 1x1s left dense, out2) is
+    packed too, as dense (4, 1) blocks, and `generate` runs each flow through
+    `flow_params_packed`. The conditioning projections stay dense (one product at the frame rate)."""
+    from kernels import ops
+    from kernels.sparse_layers import SparseConv1d, convertible
+
+    model.eval()
+    if ops.c_spmm_lib() is None:
+        return model
+    for flow in model.flows:
+        for name, layer in list(flow.named_modules()):
+            if isinstance(layer, nn.Conv1d) and convertible(layer) and not name.startswith("cond."):
+                parent, _, leaf = name.rpartition(".")
+                setattr(flow.get_submodule(parent) if parent else flow, leaf, SparseConv1d.from_conv(layer, (4, 1)))
+        flow._fused = [fused_layer(*layer, flow.skip[0].out_channels)
+                       for layer in zip(flow.dils, flow.dilated, flow.skip, flow.res)]
+    model._packed = True
+    return model
+
+
+def fused_layer(d: int, dilated, skip, res, skip_channels: int):
+    """A layer's packed operands for kernels.cpu_c.wavenet_layer: its dilated conv as packed, the
+    skip and residual 1x1s stacked into one matrix (the same zero blocks)."""
+    from kernels import BlockSparseMatrix
+    from kernels.cpu_c import WaveNetLayer
+
+    br = skip.packed.block[0] if skip.packed.block == res.packed.block and skip_channels % skip.packed.block[0] == 0 else 1
+    stacked = torch.cat([skip.dense_weight()[:, :, 0], res.dense_weight()[:, :, 0]])
+    pointwise = BlockSparseMatrix.from_dense(stacked, block=(br, 1))
+    return WaveNetLayer(dilated.packed, d, dilated.bias, pointwise, torch.cat([skip.bias, res.bias]), skip_channels)
+
+
+class PackedBuffers:
+    """Work tensors of `flow_params_packed`, allocated once per utterance (not per layer)."""
+
+    def __init__(self, config: ParallelWaveNetConfig, batch: int, samples: int):
+        from kernels import ops
+
+        self.lib = ops.c_spmm_lib()
+        self.res = torch.empty(batch, config.residual_channels, samples)  # h, ping-pong with the input conv's
+        self.skips = torch.empty(batch, config.skip_channels, samples)
+
+
+def flow_params_packed(flow: WaveNetStack, x: torch.Tensor, c: torch.Tensor, hop: int, log_scale_min: float,
+                       bufs: PackedBuffers) -> tuple[torch.Tensor, torch.Tensor]:
+    """`ParallelWaveNet.flow_params` for a flow set up by `packed_runtime`, on the C kernels
+    (kernels/csrc/spmm.c): each layer (dilated conv, gate with the interpolated conditioning, skip
+    and residual 1x1s) is one pass over time tiles that stay in L1 (sw_wavenet_layer)."""
+    from kernels import cpu_c
+
+    R = flow.residual
+    frames = F.conv1d(c, flow.cond_weight()[:, :, None]).contiguous()  # (B, L * 2R, K)
+    h = flow.input(F.pad(x, (2, 0))[:, None, :-1].contiguous())  # taps x[t - 2], x[t - 1]
+    h_next, skips = bufs.res, bufs.skips.zero_()
+    last = len(flow._fused) - 1
+    for i, layer in enumerate(flow._fused):  # the last layer's residual output is never read
+        cpu_c.wavenet_layer(bufs.lib, layer, frames[:, i * 2 * R:(i + 1) * 2 * R], hop, h,
+                            h_next if i < last else None, skips)
+        h, h_next = h_next, h
+    out = flow.out2(torch.relu_(flow.out1(torch.relu_(skips))))
+    return out[:, 0], torch.clamp(out[:, 1], min=log_scale_min)
+
+
 def export_onnx(model: ParallelWaveNet, path: str | Path) -> Path:
     """The graph written op by op from the weights (models/parallel_wavenet_onnx.py; about 1.2x
     less CPU time than the traced one), dynamic batch and length, samples = frames * hop."""
@@ -180,22 +267,42 @@ def run_onnx(session, z: np.ndarray, cond: np.ndarray, speaker: np.ndarray) -> n
 
 def run_onnx_chunked(session, config: ParallelWaveNetConfig, z: np.ndarray, cond: np.ndarray, speaker: np.ndarray,
                      chunk_frames: int = 200) -> np.ndarray:
-    """`run_onnx` in pieces of `chunk_frames` frames, each run with the frames its output depends on
-    (the flows' receptive field and the conditioning net's context on the left, the conditioning
-    net's context and the interpolation's next frame on the right): the same audio, but tensors
-    that stay in cache (one pass over a long utterance is memory-bound; docs/parallel_wavenet.md)."""
+    """`run_onnx` in pieces of `chunk_frames` frames (`run_chunked`): the same audio."""
+    return run_chunked(lambda *a: run_onnx(session, *a), config, z, cond, speaker, chunk_frames)
+
+
+def run_torch(model: ParallelWaveNet, z: np.ndarray, cond: np.ndarray, speaker: np.ndarray) -> np.ndarray:
+    """`run_onnx` with the torch model (`generate`; the packed runtime's when it is set up)."""
+    with torch.no_grad():
+        return model.generate(torch.from_numpy(cond).float(), torch.from_numpy(speaker), torch.from_numpy(z)).numpy()
+
+
+def run_chunked(run, config: ParallelWaveNetConfig, z: np.ndarray, cond: np.ndarray, speaker: np.ndarray,
+                chunk_frames: int = 200, threads: int = 1) -> np.ndarray:
+    """run(z, cond, speaker) -> audio in pieces of `chunk_frames` frames, each run with the frames its
+    output depends on (the flows' receptive field and the conditioning net's context on the left, the
+    conditioning net's context and the interpolation's next frame on the right): the same audio, but
+    tensors that stay in cache (one pass over a long utterance is memory-bound; docs/parallel_wavenet.md).
+    threads > 1 runs that many pieces at once (the packed runtime's kernels are single-threaded)."""
     hop, K = config.hop_length, cond.shape[1]
     ctx = config.cond_layers * (config.cond_kernel // 2)
     left, right = -(-config.receptive_field // hop) + ctx + 1, ctx + 1
     if K <= chunk_frames + left + right:
-        return run_onnx(session, z, cond, speaker)
-    pieces = []
-    for a in range(0, K, chunk_frames):
-        b = min(a + chunk_frames, K)
+        return run(z, cond, speaker)
+    spans = [(a, min(a + chunk_frames, K)) for a in range(0, K, chunk_frames)]
+
+    def piece(span: tuple[int, int]) -> np.ndarray:
+        a, b = span
         lo, hi = max(a - left, 0), min(b + right, K)
-        out = run_onnx(session, z[:, lo * hop:hi * hop], cond[:, lo:hi], speaker)
-        pieces.append(out[:, (a - lo) * hop:(b - lo) * hop])
-    return np.concatenate(pieces, axis=1)
+        out = run(np.ascontiguousarray(z[:, lo * hop:hi * hop]), np.ascontiguousarray(cond[:, lo:hi]), speaker)
+        return out[:, (a - lo) * hop:(b - lo) * hop]
+
+    if threads > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(threads) as pool:
+            return np.concatenate(list(pool.map(piece, spans)), axis=1)
+    return np.concatenate([piece(s) for s in spans], axis=1)
 
 
 class ParallelWaveNetSynthesizer:
@@ -225,6 +332,10 @@ class ParallelWaveNetSynthesizer:
             self.session = onnx_session(bundle.onnx_path, threads, spinning=False)  # 2-3x faster on shared cores
         elif self.engine != "torch":
             raise ValueError(f"engine={self.engine!r}; choose onnx or torch")
+        elif has_packed_layers(self.model):  # a sparse student: its packed convs on kernels/csrc
+            packed_runtime(self.model)
+        # the packed runtime runs `threads` pieces at once, one thread each; dense torch uses torch's threads
+        self.threads = max(1, threads) if getattr(self.model, "_packed", False) else 1
 
     def features(self, text: str, voice: str | None = None, speed: float = 1.0) -> np.ndarray:
         """Text -> (K, C) linguistic features (the training layout: one constant speaker column)."""
@@ -254,10 +365,11 @@ class ParallelWaveNetSynthesizer:
         speaker = np.array([self.voices.index(self._voice(voice))], dtype=np.int64)
         g = torch.Generator().manual_seed(self.seed if seed is None else seed)
         z = logistic_noise((1, cond.shape[0] * self.config.hop_length), g)
+        cond = np.asarray(cond, dtype=np.float32)[None]
         if self.session is not None:
-            return run_onnx_chunked(self.session, self.config, z.numpy(), cond[None], speaker)[0]
-        with torch.no_grad():
-            return self.model.generate(torch.from_numpy(cond[None]).float(), torch.from_numpy(speaker), z)[0].numpy()
+            return run_onnx_chunked(self.session, self.config, z.numpy(), cond, speaker)[0]
+        return run_chunked(lambda *a: run_torch(self.model, *a), self.config, z.numpy(), cond, speaker,
+                           threads=self.threads)[0]
 
     def synthesize(self, text: str, voice: str | None = None, speed: float = 1.0) -> Iterator[np.ndarray]:
         yield self.vocode(self.features(text, voice, speed), voice).astype(np.float32)

@@ -122,10 +122,12 @@ class WaveNetStack(nn.Module):
         (projected conditioning at t) -> (B, out_ch). Updates the queues in place."""
         R = self.residual
 
-        def causal(conv: nn.Conv1d, queue: torch.Tensor, cur: torch.Tensor, d: int) -> torch.Tensor:
+        def causal(conv: nn.Module, queue: torch.Tensor, cur: torch.Tensor, d: int) -> torch.Tensor:
             slot = t % d
             old = queue[:, slot].clone()
             queue[:, slot] = cur
+            if is_packed(conv):  # columns cin * 2 + tap of the packed (out, in * 2) matrix
+                return packed_step(conv, torch.stack([old, cur], dim=2).flatten(1))
             w = conv.weight  # (out, in, 2): tap 0 sees t - d, tap 1 sees t
             return torch.addmm(conv.bias, torch.cat([old, cur], dim=1), torch.cat([w[:, :, 0], w[:, :, 1]], 1).T)
 
@@ -134,10 +136,32 @@ class WaveNetStack(nn.Module):
         for i, (d, conv, res, skip) in enumerate(zip(self.dils, self.dilated, self.res, self.skip)):
             a = causal(conv, queues[i + 1], h, d) + cond_t[:, i * 2 * R:(i + 1) * 2 * R]
             g = torch.tanh(a[:, :R]) * torch.sigmoid(a[:, R:])
-            skips = skips + F.linear(g, skip.weight[:, :, 0], skip.bias)
-            h = h + F.linear(g, res.weight[:, :, 0], res.bias)
-        y = F.linear(F.relu(skips), self.out1.weight[:, :, 0], self.out1.bias)
-        return F.linear(F.relu(y), self.out2.weight[:, :, 0], self.out2.bias)
+            skips = skips + pointwise_step(skip, g)
+            h = h + pointwise_step(res, g)
+        y = pointwise_step(self.out1, F.relu(skips))
+        return pointwise_step(self.out2, F.relu(y))
+
+
+def is_packed(layer: nn.Module) -> bool:
+    from kernels.sparse_layers import SparseConv1d
+
+    return isinstance(layer, SparseConv1d)
+
+
+def packed_step(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """One time step of a packed conv (kernels/sparse_layers.SparseConv1d) on the sparse kernels:
+    x (B, Cin * k) in its column order -> (B, Cout)."""
+    from kernels import spmm
+
+    out = spmm(layer.packed, x.T.to(torch.float32).contiguous()).T.to(x.dtype)
+    return out if layer.bias is None else out + layer.bias.to(x.dtype)
+
+
+def pointwise_step(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """One time step of a 1x1 conv, dense or packed: (B, Cin) -> (B, Cout)."""
+    if is_packed(layer):
+        return packed_step(layer, x)
+    return F.linear(x, layer.weight[:, :, 0], layer.bias)
 
 
 def upsample_linear(frames: torch.Tensor, hop: int, n_samples: int) -> torch.Tensor:

@@ -433,3 +433,141 @@ void sw_affine_relu(const float *x, int64_t ldx, int C, int T, const float *a, c
         }
     }
 }
+
+/* exp(x) for x in [-87, 87] (Cephes expf: Cody-Waite reduction by ln 2, degree-6 polynomial;
+   about 1 ulp), written so that the compiler vectorizes loops that call it (n is rounded
+   with the 1.5 * 2^23 trick: floorf stops the vectorizer). */
+static inline float exp_poly(float x) {
+    x = x < -87.0f ? -87.0f : (x > 87.0f ? 87.0f : x);
+    const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    float r = x - n * 0.693359375f;
+    r = r + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    const int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+/* n frames of one gate row: tanh(x + x0 + ramp dx) * sigmoid(y + y0 + ramp dy), ramp = (m0 + m) / hop. */
+static void gate_span(const float *restrict xa, const float *restrict ya, float *restrict o, int n, int m0, float x0,
+                      float dx, float y0, float dy, float inv) {
+    for (int m = 0; m < n; m++) {
+        const float ramp = (float)(m0 + m) * inv;
+        const float x = xa[m] + (x0 + ramp * dx), y = ya[m] + (y0 + ramp * dy);
+        /* tanh(x) sigmoid(y) = (e^2x - 1) / ((e^2x + 1)(1 + e^-y)): one division. The clamps keep the
+           product finite and change nothing in float32 (tanh(9) rounds to 1; sigmoid(-60) < 1e-26). */
+        const float x2 = 2.0f * x < -18.0f ? -18.0f : (2.0f * x > 18.0f ? 18.0f : 2.0f * x);
+        const float ex = exp_poly(x2), ey = exp_poly(y < -60.0f ? 60.0f : -y);
+        o[m] = (ex - 1.0f) / ((ex + 1.0f) * (1.0f + ey));
+    }
+}
+
+/* Frames per tile of sw_wavenet_layer: a tile's a (2R rows), g (R rows) and one output row stay in L1. */
+#define LAYER_TILE 256
+
+/* o[0..n) (+)= sum over the stored blocks of block row rb, row r, of v * src(row of the block)[j + off]:
+   a (br, 1)-block row of a packed matrix times tile rows; src rows have stride lds. */
+static void tile_row(const float *restrict v, const int *x_row, const int *shift, const int *row_ptr, int br, int rb,
+                     int r, const float *src, int64_t lds, int off, int lo, int n, float *restrict o) {
+    for (int k = row_ptr[rb]; k < row_ptr[rb + 1]; k++) {
+        const float w = v[(int64_t)k * br + r];
+        const int s = shift ? shift[k] : 0, j0 = lo - s > 0 ? lo - s : 0;  /* frames before the signal read zeros */
+        const float *restrict x = src + (int64_t)(x_row[k]) * lds + off + s;
+        for (int j = j0; j < n; j++) o[j] += w * x[j];
+    }
+}
+
+/* tile_row for the four rows of block row rb of a (4, 1)-block matrix at once: each stored block's
+   input row is loaded once for its four weights (o0..o3 distinct rows). */
+static void tile_rows4(const float *restrict v, const int *x_row, const int *shift, const int *row_ptr, int rb,
+                       const float *src, int64_t lds, int off, int lo, int n, float *restrict o0,
+                       float *restrict o1, float *restrict o2, float *restrict o3) {
+    for (int k = row_ptr[rb]; k < row_ptr[rb + 1]; k++) {
+        const float w0 = v[4 * (int64_t)k], w1 = v[4 * (int64_t)k + 1], w2 = v[4 * (int64_t)k + 2],
+                    w3 = v[4 * (int64_t)k + 3];
+        const int s = shift ? shift[k] : 0, j0 = lo - s > 0 ? lo - s : 0;
+        const float *restrict x = src + (int64_t)(x_row[k]) * lds + off + s;
+        for (int j = j0; j < n; j++) {
+            const float xj = x[j];
+            o0[j] += w0 * xj;
+            o1[j] += w1 * xj;
+            o2[j] += w2 * xj;
+            o3[j] += w3 * xj;
+        }
+    }
+}
+
+/* Rows rb * br .. of `rows` rows of out (row stride LAYER_TILE) += block row rb times the tile rows. */
+static void tile_block_row(const float *v, const int *x_row, const int *shift, const int *row_ptr, int br, int rb,
+                           int rows, const float *src, int64_t lds, int off, int lo, int n, float *out) {
+    const int r0 = rb * br;
+    if (br == 4 && r0 + 4 <= rows) {
+        float *o = out + (int64_t)r0 * LAYER_TILE;
+        tile_rows4(v, x_row, shift, row_ptr, rb, src, lds, off, lo, n, o, o + LAYER_TILE, o + 2 * LAYER_TILE,
+                   o + 3 * LAYER_TILE);
+        return;
+    }
+    for (int r = 0; r < br && r0 + r < rows; r++)
+        tile_row(v, x_row, shift, row_ptr, br, rb, r, src, lds, off, lo, n, out + (int64_t)(r0 + r) * LAYER_TILE);
+}
+
+/* One layer of a WaveNet flow, fused over tiles of LAYER_TILE frames so that its tensors stay in
+   L1 (models/parallel_wavenet.py: flow_params_packed; torch makes seven passes over memory):
+     a = bias_a + sum_k Wd[k] h[x_row[k], t + shift[k] - d]   causal dilated conv, kernel 2 (zeros before 0)
+     g = tanh(a[:R] + c[:R](t)) * sigmoid(a[R:] + c[R:](t))    c linearly interpolated from the frames f (2R, K)
+     u = bias_u + Wu g                                         Wu = [skip; res], (S + R) x R, 1x1
+     skips[o] += u[o] (o < S);   h_out[o - S] = h[o - S] + u[o] (o >= S; skipped when h_out is NULL)
+   Wd and Wu packed in (br, 1) float32 blocks (values, block columns, row_ptr; Wd's taps as input row
+   x_row and shift = tap * d). h, h_out (R, T), skips (S, T) contiguous. Returns 0, or -1 if memory ran out. */
+int sw_wavenet_layer(const float *dv, const int *dx_row, const int *dshift, const int *drow_ptr, int dbr,
+                     const float *dbias, int R, int d, const float *f, int64_t ldf, int K, int hop, const float *uv,
+                     const int *ucol, const int *urow_ptr, int ubr, const float *ubias, int S, const float *h,
+                     float *h_out, float *skips, int T) {
+    const int rows_u = h_out ? S + R : S;
+    float *a = malloc(sizeof(float) * (size_t)(2 * R + R + rows_u) * LAYER_TILE);
+    if (!a) return -1;
+    float *g = a + (int64_t)2 * R * LAYER_TILE, *u = g + (int64_t)R * LAYER_TILE;
+    const float inv = 1.0f / (float)hop;
+    for (int t0 = 0; t0 < T; t0 += LAYER_TILE) {
+        const int n = T - t0 < LAYER_TILE ? T - t0 : LAYER_TILE;
+        for (int o = 0; o < 2 * R; o++)
+            for (int j = 0; j < n; j++) a[(int64_t)o * LAYER_TILE + j] = dbias[o];
+        for (int rb = 0; rb * dbr < 2 * R; rb++)  /* input frame t0 + j + shift - d: zero while below 0 */
+            tile_block_row(dv, dx_row, dshift, drow_ptr, dbr, rb, 2 * R, h, T, t0 - d, d - t0, n, a);
+        for (int r = 0; r < R; r++) {
+            const float *fx = f + (int64_t)r * ldf, *fy = f + (int64_t)(R + r) * ldf;
+            for (int t = t0; t < t0 + n;) {
+                const int k = t / hop, k0 = k < K ? k : K - 1, k1 = k + 1 < K ? k + 1 : K - 1;
+                const int end = (k + 1) * hop < t0 + n ? (k + 1) * hop : t0 + n, j = t - t0;
+                gate_span(a + (int64_t)r * LAYER_TILE + j, a + (int64_t)(R + r) * LAYER_TILE + j,
+                          g + (int64_t)r * LAYER_TILE + j, end - t, t - k * hop, fx[k0], fx[k1] - fx[k0], fy[k0],
+                          fy[k1] - fy[k0], inv);
+                t = end;
+            }
+        }
+        for (int o = 0; o < rows_u; o++)
+            for (int j = 0; j < n; j++) u[(int64_t)o * LAYER_TILE + j] = ubias[o];
+        for (int rb = 0; rb * ubr < rows_u; rb++)
+            tile_block_row(uv, ucol, NULL, urow_ptr, ubr, rb, rows_u, g, LAYER_TILE, 0, 0, n, u);
+        for (int o = 0; o < rows_u; o++) {
+            const float *restrict uo = u + (int64_t)o * LAYER_TILE;
+            if (o < S) {
+                float *restrict so = skips + (int64_t)o * T + t0;
+                for (int j = 0; j < n; j++) so[j] += uo[j];
+            } else {
+                const float *restrict hi = h + (int64_t)(o - S) * T + t0;
+                float *restrict ho = h_out + (int64_t)(o - S) * T + t0;
+                for (int j = 0; j < n; j++) ho[j] = hi[j] + uo[j];
+            }
+        }
+    }
+    free(a);
+    return 0;
+}

@@ -146,3 +146,39 @@ def test_linguistic_bundle_speaks_text(tmp_path):
     assert len(chunks) == 1 and chunks[0].dtype == np.float32
     assert len(chunks[0]) == feats.shape[0] * 80 and feats.shape[1] == 87
     assert np.all(np.abs(chunks[0]) <= 1)
+
+
+def pruned(model: ParallelWaveNet, sparsity: float = 0.75) -> ParallelWaveNet:
+    """Zero (4, 1) blocks of the flows' dilated convs and 1x1s by magnitude, as training/sparsity does."""
+    from kernels.linear import block_magnitude_mask
+
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.startswith("flows.") and p.dim() == 3 and ".cond." not in name and ".input." not in name:
+                mask = block_magnitude_mask(p.reshape(p.shape[0], -1), sparsity, (4, 1))
+                p.mul_(mask.view(p.shape).to(p.dtype))
+    return model
+
+
+@pytest.mark.parametrize("hop, frames", [(4, 9), (80, 7)])
+def test_packed_runtime_generates_the_masked_models_audio(hop, frames):
+    import copy
+
+    from kernels import ops, pack_sparse_layers
+    from kernels.sparse_layers import SparseConv1d
+    from models.parallel_wavenet import packed_runtime
+
+    cfg = tiny_config(hop_length=hop, residual_channels=12, skip_channels=8)
+    model = pruned(perturbed(ParallelWaveNet(cfg), 0.3)).eval()
+    packed = copy.deepcopy(model)
+    names = pack_sparse_layers(packed, min_sparsity=0.5)
+    assert "flows.0.dilated.0" in names and "flows.1.skip.2" in names and "flows.0.out1" in names
+    packed_runtime(packed)
+    assert isinstance(packed.flows[1].dilated[2], SparseConv1d)
+    assert getattr(packed, "_packed", False) == (ops.c_spmm_lib() is not None)
+    cond, speaker = torch.randn(2, frames, 5), torch.tensor([1, 0])
+    z = logistic_noise((2, frames * hop), torch.Generator().manual_seed(5))
+    threads = torch.get_num_threads()
+    want, got = model.generate(cond, speaker, z), packed.generate(cond, speaker, z)
+    assert torch.get_num_threads() == threads  # the one-thread section restores the count
+    torch.testing.assert_close(got, want, atol=2e-5, rtol=0)

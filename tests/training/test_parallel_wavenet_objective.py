@@ -156,6 +156,51 @@ def test_student_trains_exports_an_onnx_bundle_serves_and_evaluates_it(teacher, 
     assert 0 <= figures["wer_pocketsphinx_reference"] and 0 <= figures["wer_pocketsphinx_student"]
 
 
+def test_pruned_student_exports_packed_and_vocodes_the_masked_models_audio(teacher, tmp_path):
+    import dataclasses
+
+    from kernels.sparse_layers import SparseConv1d
+    from models.parallel_wavenet import ParallelWaveNet
+    from training.checkpoint import latest_checkpoint, load_checkpoint
+
+    cfg = student_config(*teacher)
+    cfg = dataclasses.replace(cfg, sparsity=dataclasses.replace(cfg.sparsity, method="gmp", target=0.75, start_step=0,
+                                                                end_step=2, every=1))
+    Run(ParallelWaveNetObjective(cfg), tmp_path / "run").fit()
+    from training.commands.export import export_run
+
+    out = export_run(tmp_path / "run", tmp_path / "student")
+    bundle = load_bundle(out)
+    assert bundle.onnx_path is None and bundle.manifest["inference_defaults"]["engine"] == "torch"
+    sparsity = bundle.manifest["sparsity"]
+    assert sparsity["method"] == "gmp" and sparsity["overall"] >= 0.74 and "flows.1.dilated.1" in sparsity["packed"]
+    # the masks survive the round trip: each packed conv's zeros are the checkpoint's mask, in (4, 1) blocks
+    state = load_checkpoint(latest_checkpoint(tmp_path / "run" / "checkpoints"))
+    masks = state["objective"]["sparsifier"]["masks"]
+    _, synth = load_runtime(out)
+    layers = dict(synth.model.named_modules())
+    for name, mask in masks.items():
+        layer = layers[name.removesuffix(".weight")]
+        assert isinstance(layer, SparseConv1d) and layer.packed.block == (4, 1)
+        assert torch.equal(layer.dense_weight().reshape(mask.shape) != 0, mask.bool())
+    # the packed runtime (in 1 s pieces, two at once) vocodes what the masked torch model generates
+    masked = ParallelWaveNet(cfg.model)
+    masked.load_state_dict(state["modules"]["model"])
+    mel = np.random.default_rng(0).standard_normal((420, 8)).astype(np.float32)
+    synth.threads = 2
+    audio = synth.vocode(mel, "b", seed=3)
+    with torch.no_grad():
+        z = torch.from_numpy(np.ascontiguousarray(logistic_z(3, 420 * HOP)))
+        want = masked.eval().generate(torch.from_numpy(mel[None]), torch.tensor([1]), z)[0].numpy()
+    np.testing.assert_allclose(audio, want, atol=2e-5)
+
+
+def logistic_z(seed: int, n: int) -> np.ndarray:
+    from models.logistic_mixture import logistic_noise
+
+    return logistic_noise((1, n), torch.Generator().manual_seed(seed)).numpy()
+
+
 def test_mismatched_teacher_is_refused(teacher):
     cfg = student_config(*teacher)
     bad = ParallelWaveNetRunConfig(model=ParallelWaveNetConfig(cond_kind="mel", cond_channels=9, hop_length=HOP,

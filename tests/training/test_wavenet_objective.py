@@ -77,3 +77,40 @@ def test_teacher_loss_is_the_mean_negative_log_likelihood(tmp_path):
     assert audio.shape == (2, 4 * HOP) and batch["cond"].shape == (2, 8, 8)
     want = -model.log_prob(audio, batch["cond"], batch["speaker"], cond_offset=2).mean()
     assert torch.allclose(losses["loss"], want)
+
+
+def test_pruned_teacher_exports_packed_and_its_step_runs_them(tmp_path):
+    import dataclasses
+
+    from kernels.sparse_layers import SparseConv1d
+    from models.wavenet import WaveNet
+    from training.checkpoint import latest_checkpoint, load_checkpoint
+    from training.commands.export import export_run
+
+    cfg = teacher_config(make_corpus(tmp_path / "corpus"))
+    cfg = dataclasses.replace(cfg, sparsity=dataclasses.replace(cfg.sparsity, method="gmp", target=0.75, block=(4, 1),
+                                                                start_step=0, end_step=3, every=1))
+    Run(WaveNetObjective(cfg), tmp_path / "run").fit()
+    bundle = load_bundle(export_run(tmp_path / "run", tmp_path / "teacher"))
+    assert bundle.manifest["sparsity"]["overall"] >= 0.74 and "stack.dilated.2" in bundle.manifest["sparsity"]["packed"]
+    state = load_checkpoint(latest_checkpoint(tmp_path / "run" / "checkpoints"))
+    teacher = model_from_bundle(bundle)
+    layers = dict(teacher.named_modules())
+    for name, mask in state["objective"]["sparsifier"]["masks"].items():  # masks survive the round trip
+        layer = layers[name.removesuffix(".weight")]
+        assert isinstance(layer, SparseConv1d)
+        assert torch.equal(layer.dense_weight().reshape(mask.shape) != 0, mask.bool())
+    masked = WaveNet(cfg.model)
+    masked.load_state_dict(state["modules"]["model"])
+    # the queue step through the packed layers equals the masked model's, step by step
+    frames = torch.randn(2, 12, 4 * 2 * 8)
+    queues = [teacher.stack.init_queues(2, torch.float32, "cpu"), masked.stack.init_queues(2, torch.float32, "cpu")]
+    x = torch.rand(2, 30, 1) * 2 - 1
+    with torch.no_grad():
+        for t in range(30):
+            got = teacher.stack.step(x[:, t], frames[:, t // HOP], queues[0], t)
+            want = masked.stack.step(x[:, t], frames[:, t // HOP], queues[1], t)
+            torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+        uniforms = torch.rand(1, 20, 2, generator=torch.Generator().manual_seed(0))
+        audio = teacher.generate(torch.randn(1, 2, 8), torch.tensor([0]), uniforms)
+    assert audio.shape == (1, 20) and audio.abs().max() <= 1

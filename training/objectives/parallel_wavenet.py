@@ -24,6 +24,7 @@ cond_channels, hop, speakers) must equal the teacher's.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import tempfile
 from pathlib import Path
@@ -32,13 +33,16 @@ from typing import Any
 import torch
 from torch import nn
 
+from kernels import pack_sparse_layers
 from models.bundle import load_bundle, save_bundle
 from models.config import config_to_dict
 from models.logistic_mixture import logistic_entropy, logistic_noise, mol_log_density
 from models.parallel_wavenet import ParallelWaveNet, ParallelWaveNetConfig, export_onnx
 from models.registry import bundle_tensors, model_from_bundle
+from training.checkpoint import load_checkpoint
 from training.config import LoopConfig, OptimConfig
 from training.objective import Objective
+from training.sparsity import SparsityConfig
 from training.objectives.wavenet import SpeechData, WaveNetDataConfig, crop_audio
 
 MATCHING = ("sample_rate", "hop_length", "cond_kind", "cond_channels", "n_speakers")
@@ -62,6 +66,13 @@ class ParallelWaveNetRunConfig:
     distill: DistillConfig = DistillConfig()
     optim: OptimConfig = OptimConfig(lr=2e-4)
     loop: LoopConfig = LoopConfig(max_steps=20000, batch_size=4)
+    # sparse student (issue 13): the flows' dilated convs and their residual, skip and first output
+    # 1x1s (the per-sample work) in (4, 1) blocks of output channels; export packs them for
+    # kernels/conv.py. The conditioning projections run at the frame rate (1/80 of the work) and stay dense.
+    sparsity: SparsityConfig = SparsityConfig(
+        include=(r"flows\.\d+\.(dilated|res|skip)\.\d+\.weight", r"flows\.\d+\.out1\.weight"),
+        block=(4, 1), min_size=64)
+    init_checkpoint: str = ""  # a run checkpoint (.pt) whose student weights start this run (fine-tuning)
 
 
 def average_power(audio: torch.Tensor, n_fft: int) -> torch.Tensor:
@@ -134,6 +145,8 @@ class ParallelWaveNetObjective(Objective):
         teacher = model_from_bundle(self.teacher_bundle)
         teacher.requires_grad_(False)
         modules = {"model": ParallelWaveNet(self.config.model), "teacher": teacher}
+        if self.config.init_checkpoint:
+            modules["model"].load_state_dict(load_checkpoint(self.config.init_checkpoint)["modules"]["model"])
         d = self.config.distill
         if d.recognizer and d.perceptual_weight > 0:
             modules["recognizer"] = Recognizer(d.recognizer)
@@ -185,20 +198,26 @@ class ParallelWaveNetObjective(Objective):
     def val_step(self, modules, batch):
         return {k: v.item() for k, v in self.losses(modules, batch).items()}
 
-    # --- bundle: weights plus the ONNX graph -------------------------------------------------
+    # --- bundle: weights plus the ONNX graph (dense) or packed sparse convs ------------------
     def export(self, modules: dict[str, nn.Module], out: str, provenance: dict[str, Any], package_version: str):
-        model = modules["model"].eval()
+        """Dense students ship model.onnx (engine onnx); pruned ones (a `sparsity` section) ship their
+        pruned convs packed (kernels/sparse_layers.py), run by the packed runtime (engine torch)."""
+        model = modules["model"].cpu().eval()
         teacher = self.teacher_bundle.manifest
         provenance = {**provenance, "teacher": {"bundle": str(self.config.distill.teacher),
                                                 "weights_sha256": teacher["files"]["weights.safetensors"]["sha256"]}}
+        sparsity, defaults = self.sparsity_report(modules), self.inference_defaults()
+        if self.sparsifier is not None:
+            model = copy.deepcopy(model)
+            sparsity["packed"] = pack_sparse_layers(model, min_sparsity=0.5)
+            defaults["engine"] = "torch"
         with tempfile.TemporaryDirectory() as tmp:
-            onnx_path = export_onnx(model, Path(tmp) / "model.onnx")
+            assets = {} if self.sparsifier is not None else {"model.onnx": export_onnx(model, Path(tmp) / "model.onnx")}
             return save_bundle(
                 out, model_type=self.model_type, task=self.task, model_config=config_to_dict(self.config.model),
                 tensors=bundle_tensors(model), feature_config=self.data.feature_config(),
-                frontend_config=self.data.frontend_config(), inference_defaults=self.inference_defaults(),
-                provenance=provenance, licence=self.data.licence(), package_version=package_version,
-                assets={"model.onnx": onnx_path})
+                frontend_config=self.data.frontend_config(), inference_defaults=defaults, sparsity=sparsity or None,
+                provenance=provenance, licence=self.data.licence(), package_version=package_version, assets=assets)
 
     def inference_defaults(self):
         return {"engine": "onnx", "threads": 2, "seed": 0}

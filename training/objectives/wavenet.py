@@ -11,6 +11,7 @@ festival, espeak-ng) work only with "mel".
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -19,10 +20,13 @@ from typing import Any
 
 import torch
 
+from kernels import pack_sparse_layers
 from models.text import FrontendConfig, pho_symbols
 from models.wavenet import WaveNet, WaveNetConfig
+from training.checkpoint import load_checkpoint
 from training.config import LoopConfig, OptimConfig
 from training.objective import Objective
+from training.sparsity import SparsityConfig
 from training.objectives.wavernn import SpeechCrops, corpus_speakers, mel_config
 
 
@@ -41,6 +45,12 @@ class WaveNetRunConfig:
     data: WaveNetDataConfig = WaveNetDataConfig()
     optim: OptimConfig = OptimConfig(lr=1e-3)
     loop: LoopConfig = LoopConfig(max_steps=20000, batch_size=8)
+    # sparse teacher (issues 12, 13): the stack's dilated convs and 1x1s (the per-sample work of each
+    # generation step) in (16, 1) blocks of output channels; export packs them for the sparse kernels.
+    # The conditioning projections run at the frame rate and stay dense.
+    sparsity: SparsityConfig = SparsityConfig(
+        include=(r"stack\.(dilated|res|skip)\.\d+\.weight", r"stack\.out[12]\.weight"), block=(16, 1), min_size=64)
+    init_checkpoint: str = ""  # a run checkpoint (.pt) whose weights start this run (fine-tuning)
 
 
 def crop_audio(samples: torch.Tensor) -> torch.Tensor:
@@ -106,9 +116,13 @@ class WaveNetObjective(Objective):
     def __init__(self, config: WaveNetRunConfig):
         super().__init__(config)
         self.data = SpeechData(config)
+        self.packed_layers: list[str] = []  # names of the convs export packed
 
     def build_modules(self):
-        return {"model": WaveNet(self.config.model)}
+        model = WaveNet(self.config.model)
+        if self.config.init_checkpoint:
+            model.load_state_dict(load_checkpoint(self.config.init_checkpoint)["modules"]["model"])
+        return {"model": model}
 
     def train_dataset(self):
         return self.data.dataset("train")
@@ -130,6 +144,19 @@ class WaveNetObjective(Objective):
     @torch.no_grad()
     def val_step(self, modules, batch):
         return {k: v.item() for k, v in self.losses(modules["model"], batch).items()}
+
+    def export(self, modules, out, provenance, package_version):
+        """A pruned teacher (a `sparsity` section) ships its pruned convs packed (kernels/sparse_layers.py):
+        `WaveNetStack.step` runs them on the sparse kernels."""
+        if self.sparsifier is not None:
+            model = copy.deepcopy(modules["model"]).cpu().eval()
+            self.packed_layers = pack_sparse_layers(model, min_sparsity=0.5)
+            modules = {**modules, "model": model}
+        return super().export(modules, out, provenance, package_version)
+
+    def sparsity_report(self, modules):
+        report = super().sparsity_report(modules)
+        return {**report, "packed": self.packed_layers} if report else report
 
     def feature_config(self):
         return self.data.feature_config()
