@@ -112,12 +112,12 @@ static void hidden_product(int rows, int H, int ldw, const float *h, const float
 
 /* The same product for a block-sparse W (R x K) in BSR with (br, 1) blocks (kernels/format.py):
    y (rows x ldy) = bias + x (rows x K, row stride ldx) @ W^T. Per block row (br outputs = NB vectors)
-   and group of up to 4 rows, the stored blocks add x[r, k] * w[block] in increasing k: each value
+   and group of up to 8 rows (4 when a block is more than one vector), the stored blocks add x[r, k] * w[block] in increasing k: each value
    goes through the same chain whatever the number of rows (so alone or in any batch), and, skipped
    blocks being zeros that add exactly nothing, the same floats as the dense product above. */
 INLINE void sparse_tile(const int rows, const int nb, int64_t ldx, int64_t ldy, const float *x, const float *vals,
                         const int32_t *cols, int nblk, const float *bias, float *y) {
-    vf acc[4][4];
+    vf acc[8][4];
     for (int r = 0; r < rows; r++)
         for (int v = 0; v < nb; v++) acc[r][v] = ld(bias + v * L);
     for (int j = 0; j < nblk; j++) {
@@ -148,8 +148,9 @@ int sw_bsr_ok(int R, int br) { return br > 0 && br % L == 0 && br / L <= 4 && R 
 int sw_bsr_rows(int rows, const float *x, int64_t ldx, const float *vals, const int32_t *col_idx,
                 const int32_t *row_ptr, int br, int R, const float *bias, float *y, int64_t ldy) {
     if (!sw_bsr_ok(R, br)) return -1;
-    for (int r0 = 0; r0 < rows; r0 += 4) {
-        const int nr = rows - r0 < 4 ? rows - r0 : 4;
+    const int tile_rows = br == L ? 8 : 4; /* one vector per block: 8 independent FMA chains */
+    for (int r0 = 0; r0 < rows; r0 += tile_rows) {
+        const int nr = rows - r0 < tile_rows ? rows - r0 : tile_rows;
         const float *xr = x + (int64_t)r0 * ldx;
         float *yr = y + (int64_t)r0 * ldy;
         for (int rb = 0; rb < R / br; rb++) {
@@ -158,7 +159,11 @@ int sw_bsr_rows(int rows, const float *x, int64_t ldx, const float *vals, const 
             case 1: S_BY_NB(1); break;
             case 2: S_BY_NB(2); break;
             case 3: S_BY_NB(3); break;
-            default: S_BY_NB(4);
+            case 4: S_BY_NB(4); break;
+            case 5: STILE(5, 1); break; /* 5..8 rows: one vector per block (br == L) */
+            case 6: STILE(6, 1); break;
+            case 7: STILE(7, 1); break;
+            default: STILE(8, 1);
             }
         }
     }

@@ -85,8 +85,8 @@ def test_packed_native_engine_matches_the_masked_dense_model(exported):
         for a, b in zip(got, want):
             np.testing.assert_allclose(a, b, atol=1e-4)
     assert [t.text for t in native.transcribe_batch(audio)] == [t.text for t in eager.transcribe_batch(audio)]
-    for together, a in zip(got, audio):  # batched over utterances, each bit for bit as alone
-        assert np.array_equal(together, native.group_log_probs([a])[0])
+    for together, a in zip(got, audio):  # batched over utterances, each bit for bit as alone (both on the
+        assert np.array_equal(together, native.log_probs([a])[0])  # workers: one torch thread each)
 
 
 @pytest.mark.parametrize("flags", [(), ("-mno-avx512f",), ("-mno-avx512f", "-mno-avx2", "-mno-fma")])
