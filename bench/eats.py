@@ -9,11 +9,26 @@ the audio actually produced by the wall time (real-time factor). Without --bundl
 config (configs/eats/default.yaml sizes) with fresh weights: the cost does not depend on the
 values. soft_dtw_ms: the training loss (80 log-mel bins + log energy, 161 frames each side,
 numba kernels) on one 2 s window, forward and backward. The last line is one JSON object.
+
+    python -m bench.eats --sparse [--quick] [--threads 2] [--batching]
+
+Sparse EATS (issue 13): the dense bundle (onnxruntime, torch eager, and the packed runtime on its
+dense weights) against the sparse bundles (decoder packed, kernels/conv.py). Real-time factor =
+audio seconds per wall second of `EATSSynthesizer.generate` (aligner + decoder, the runtime
+`synth` and the service use; no text frontend) on a fixed random phone sequence (seed 0, 62
+tokens: about 4 s of audio with the learned durations; 16 with --quick); each figure is the
+median over rounds in which all runtimes alternate (the machine is shared), load average beside
+it. --batching: 16 random phone sequences of 15-60 tokens through `generate_grouped` (as
+`synthesize_batch`) against one `generate` each, per runtime (`..._batched_throughput_gain`).
+`eats_rows(quick)` is the part `python -m bench.sparse_conv` reports.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import statistics
+import sys
 import tempfile
 from pathlib import Path
 
@@ -21,6 +36,7 @@ import numpy as np
 import torch
 
 from bench.gan_tts import best_time, model_to_time, parse_args
+from bench.sparse_conv import call_times
 from models.eats import EATS, EATSConfig, export_onnx, run_onnx
 from models.onnx_runtime import onnx_session
 from training.soft_dtw import soft_dtw_loss
@@ -31,6 +47,77 @@ DEFAULT = dict(n_speakers=2, token_dim=64, aligner_channels=96, aligned_channels
 def fresh_model() -> EATS:
     torch.manual_seed(0)
     return EATS(EATSConfig(**DEFAULT)).eval()
+
+
+DENSE = "bundles/eats-mbrola"
+# sparsity label -> bundle; rows appear once the bundle exists (the shipped one first)
+SPARSE = {"80": ("bundles/eats-mbrola-sparse", "runs/eats-mbrola-sparse80/bundle"),
+          "90": ("runs/eats-mbrola-sparse90/bundle",)}
+
+
+def _present(paths) -> str | None:
+    return next((p for p in paths if (Path(p) / "manifest.json").exists()), None)
+
+
+def synthesizers(threads: int, quick: bool) -> dict:
+    """label -> EATSSynthesizer: dense (onnx), dense_torch, dense_packed and each sparse bundle
+    present (quick: the sparsest only)."""
+    from models.bundle import load_bundle
+    from models.eats import EATSSynthesizer
+    from models.gan_tts import packed_runtime
+
+    dense = load_bundle(DENSE)
+    out = {"dense": EATSSynthesizer(dense, "onnx", threads), "dense_torch": EATSSynthesizer(dense, "torch")}
+    out["dense_packed"] = EATSSynthesizer(dense, "torch")  # the dense weights on the sparse runtime
+    packed_runtime(out["dense_packed"].model.decoder)
+    present = {s: p for s, paths in SPARSE.items() if (p := _present(paths))}
+    if quick and present:
+        present = dict([max(present.items())])
+    for label, path in present.items():
+        out[f"sparse{label}"] = EATSSynthesizer(load_bundle(path))
+    return out
+
+
+def realtime_factors(synths: dict, n_tokens: int, n_rounds: int, calls: int) -> dict[str, float]:
+    ids = np.random.default_rng(0).integers(1, synths["dense"].config.n_tokens, n_tokens).tolist()
+    audio_s = {k: len(s.generate(ids, 0)[0]) / s.sample_rate for k, s in synths.items()}
+    med = {k: [] for k in synths}
+    for _ in range(n_rounds):
+        for k, s in synths.items():
+            med[k].append(statistics.median(call_times(lambda: s.generate(ids, 0), calls)))
+    return {k: audio_s[k] / statistics.median(v) for k, v in med.items()}
+
+
+def batching_gain(synth, n_rounds: int) -> float:
+    """Throughput of 16 phone sequences batched in length groups over one `generate` each."""
+    rng = np.random.default_rng(1)
+    ids = [rng.integers(1, synth.config.n_tokens, int(rng.integers(15, 61))).tolist() for _ in range(16)]
+    speakers, speeds = [i % len(synth.voices) for i in range(16)], [1.0] * 16
+    alone, grouped = [], []
+    for _ in range(n_rounds):  # alternating, best of each
+        alone.append(min(call_times(lambda: [synth.generate(i, s) for i, s in zip(ids, speakers)], 1)))
+        grouped.append(min(call_times(lambda: synth.generate_grouped(ids, speakers, speeds), 1)))
+    return round(min(alone) / min(grouped), 3)
+
+
+def eats_rows(quick: bool, threads: int = 2) -> dict:
+    """`eats_dense_realtime_factor` (the dense bundle on its default engine, onnxruntime),
+    `eats_sparse_realtime_factor` (the sparsest sparse bundle, packed), and the other runtimes;
+    {} without the bundles. quick: 1 s of audio, fewer rounds, the sparsest bundle (< 15 s)."""
+    if not (Path(DENSE) / "manifest.json").exists():
+        return {}
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        synths = synthesizers(threads, quick)
+        rtf = realtime_factors(synths, 16 if quick else 62, *((2, 2) if quick else (5, 5)))
+    finally:
+        torch.set_num_threads(saved)
+    out = {f"eats_{k}_realtime_factor": round(v, 2) for k, v in rtf.items()}
+    sparse = sorted(k for k in rtf if k.startswith("sparse"))
+    if sparse:
+        out["eats_sparse_realtime_factor"] = out[f"eats_{sparse[-1]}_realtime_factor"]
+    return out
 
 
 def main() -> None:
@@ -81,5 +168,24 @@ def main() -> None:
     print(json.dumps(result))
 
 
+def sparse_main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description="sparse EATS against dense")
+    ap.add_argument("--sparse", action="store_true")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batching", action="store_true", help="also the batched throughput gain per runtime")
+    a = ap.parse_args(argv)
+    load_before = os.getloadavg()[0]
+    result = {"benchmark": "eats", "threads": a.threads, "quick": a.quick, **eats_rows(a.quick, a.threads)}
+    if a.batching:
+        torch.set_num_threads(a.threads)
+        for label, synth in synthesizers(a.threads, a.quick).items():
+            if label != "dense_packed":
+                result[f"eats_{label}_batched_throughput_gain"] = batching_gain(synth, 2 if a.quick else 3)
+    result["load_avg_1min"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]  # before, after
+    print(json.dumps(result))
+    return result
+
+
 if __name__ == "__main__":
-    main()
+    sparse_main() if "--sparse" in sys.argv else main()

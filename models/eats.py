@@ -28,7 +28,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from models.features import FeatureConfig, mel_power
-from models.gan_tts import FRAME_RATE_HZ, GanTTSConfig, GanTTSGenerator, onnx_session
+from models.gan_tts import (FRAME_RATE_HZ, GanTTSConfig, GanTTSGenerator, has_packed_layers, length_groups,
+                             onnx_session, packed_runtime)
 from models.inference import Timing
 
 MODIFIERS_AFTER = frozenset("ːˑ\u0329")  # length marks and the syllabic mark belong to the phoneme before
@@ -332,8 +333,10 @@ def spoken_words(text: str) -> list[str]:
 
 class EATSSynthesizer:
     """models.inference.Synthesizer: text -> IPA tokens (espeak-ng; MBROLA phones for `tokens: pho`
-    bundles) -> aligner + decoder (onnxruntime, 2 threads without spinning, by default; or torch)
-    -> audio, one chunk. Sets `last_timings` (phonemes and words, seconds from the start of the output)."""
+    bundles) -> aligner + decoder -> audio, one chunk. Engines: onnx (the dense bundles' default;
+    2 threads without spinning) or torch; a sparse bundle (packed layers, no ONNX graph) runs its
+    decoder on kernels/conv.py through GAN-TTS's `packed_runtime`. Sets `last_timings` (phonemes
+    and words, seconds from the start of the output)."""
 
     streaming = False
 
@@ -351,13 +354,16 @@ class EATSSynthesizer:
         self.seed, self.noise_scale = int(defaults.get("seed", 0)), float(defaults.get("noise_scale", 1.0))
         self.engine = engine or defaults.get("engine", "onnx")
         self.model: EATS = model_from_bundle(bundle)
+        if self.engine == "torch" and has_packed_layers(self.model.decoder):
+            packed_runtime(self.model.decoder)
         self.config = self.model.config
         self.sample_rate = self.config.sample_rate
         self.last_timings: list[Timing] | None = None
         self.session = None
         if self.engine == "onnx":
             if bundle.onnx_path is None:
-                raise ValueError(f"{bundle.path}: engine onnx needs model.onnx in the bundle")
+                raise ValueError(f"{bundle.path}: engine onnx needs model.onnx in the bundle "
+                                 f"(a sparse bundle runs on engine torch)")
             self.session = onnx_session(bundle.onnx_path, threads or 2, spinning=False)
         elif self.engine != "torch":
             raise ValueError(f"engine={self.engine!r}; choose onnx or torch")
@@ -374,25 +380,46 @@ class EATSSynthesizer:
     def generate(self, ids: list[int], speaker: int, speed: float = 1.0,
                  seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Token ids -> (samples,) float32 audio and (N,) lengths in frames."""
+        return self.generate_batch([ids], [speaker], [speed], seed)[0]
+
+    def generate_batch(self, ids: list[list[int]], speakers: list[int], speeds: list[float],
+                       seed: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Token ids each (zero-padded to the longest: padding gets no length and no say) -> its
+        (samples,) audio and (N_i,) lengths, in one aligner + decoder call; every item gets the same
+        seeded noise vector. The decoder runs to the longest item's end, so past an item's own end
+        it sees the aligner's features of its last token where alone it sees the convolutions' zero
+        padding: its audio equals the item's alone except in its last `lookahead_frames` frames."""
         g = torch.Generator().manual_seed(self.seed if seed is None else seed)
-        noise = self.noise_scale * torch.randn(1, self.config.noise_dim, generator=g)
-        tokens, spk, spd = np.array([ids], np.int64), np.array([speaker], np.int64), np.array([speed], np.float32)
+        noise = (self.noise_scale * torch.randn(1, self.config.noise_dim, generator=g)).expand(len(ids), -1)
+        tokens = np.zeros((len(ids), max(len(i) for i in ids)), np.int64)
+        for row, item in zip(tokens, ids):
+            row[:len(item)] = item
+        spk, spd = np.array(speakers, np.int64), np.array(speeds, np.float32)
         if self.session is not None:
             audio, lengths = run_onnx(self.session, tokens, noise.numpy(), spk, spd)
         else:
             with torch.no_grad():
                 audio, lengths = (t.numpy() for t in self.model.infer(
                     torch.from_numpy(tokens), noise, torch.from_numpy(spk), torch.from_numpy(spd)))
-        return audio[0].astype(np.float32), lengths[0]
+        hop, out = self.config.hop_length, []
+        for k, item in enumerate(ids):
+            frames = max(1, int(np.ceil(lengths[k].sum(dtype=np.float32))))  # as EATS.infer's total
+            out.append((audio[k, :frames * hop].astype(np.float32), lengths[k, :len(item)]))
+        return out
 
-    def synthesize(self, text: str, voice: str | None = None, speed: float = 1.0) -> Iterator[np.ndarray]:
-        from models.text import prepare
-
+    def check(self, voice: str | None, speed: float) -> str:
+        """The voice to use (default: the first); ValueError for an unknown voice or a speed out of range."""
         voice = voice or self.voices[0]
         if voice not in self.voices:
             raise ValueError(f"unknown voice {voice!r}; this model has: {', '.join(self.voices)}")
         if not 0.25 <= speed <= 4.0:
             raise ValueError(f"speed {speed} is outside 0.25 ... 4")
+        return voice
+
+    def synthesize(self, text: str, voice: str | None = None, speed: float = 1.0) -> Iterator[np.ndarray]:
+        from models.text import prepare
+
+        voice = self.check(voice, speed)
         tokens = self.tokens(text)
         audio, lengths = self.generate(self.symbols.encode(tokens), self.voices.index(voice), speed)
         if self.token_kind == "pho":
@@ -400,6 +427,24 @@ class EATSSynthesizer:
         else:
             self.last_timings = timings(tokens, lengths, spoken_words(prepare(text, self.frontend)))
         yield audio
+
+    def synthesize_batch(self, requests: list[tuple[str, str | None, float]]) -> list[np.ndarray]:
+        """The service's batching (service/workers.py), as GAN-TTS's: (text, voice, speed) each ->
+        its audio, the samples `synthesize` gives up to the last `lookahead_frames` frames. Items
+        are grouped by token count (the output length is known only after the aligner), each
+        group's longest at most twice its shortest, one `generate_batch` per group."""
+        voices = [self.check(voice, speed) for _, voice, speed in requests]
+        ids = [self.symbols.encode(self.tokens(text)) for text, _, _ in requests]
+        return self.generate_grouped(ids, [self.voices.index(v) for v in voices], [speed for _, _, speed in requests])
+
+    def generate_grouped(self, ids: list[list[int]], speakers: list[int], speeds: list[float]) -> list[np.ndarray]:
+        """`generate_batch` over groups of similar token counts; the audio, in the input order."""
+        out: list[np.ndarray] = [np.zeros(0, np.float32)] * len(ids)
+        for group in length_groups([len(i) for i in ids]):
+            made = self.generate_batch([ids[i] for i in group], [speakers[i] for i in group], [speeds[i] for i in group])
+            for i, (audio, _) in zip(group, made):
+                out[i] = audio
+        return out
 
 
 def model_spec():

@@ -418,14 +418,21 @@ class GanTTSSynthesizer:
 
     def generate_grouped(self, features: list[np.ndarray], speakers: list[int]) -> list[np.ndarray]:
         """`generate_batch` over groups of similar length, results in the input order."""
-        order = sorted(range(len(features)), key=lambda i: features[i].shape[1])
         out: list[np.ndarray] = [np.zeros(0, np.float32)] * len(features)
-        while order:
-            group = [i for i in order if features[i].shape[1] <= 2 * features[order[0]].shape[1]]
+        for group in length_groups([f.shape[1] for f in features]):
             for i, a in zip(group, self.generate_batch([features[i] for i in group], [speakers[i] for i in group])):
                 out[i] = a
-            order = order[len(group):]
         return out
+
+
+def length_groups(lengths: list[int]) -> list[list[int]]:
+    """Indices sorted by length and cut into groups whose longest is at most twice the shortest
+    (so padding wastes at most half of a batch); each group in length order."""
+    order, groups = sorted(range(len(lengths)), key=lambda i: lengths[i]), []
+    while order:
+        groups.append([i for i in order if lengths[i] <= 2 * lengths[order[0]]])
+        order = order[len(groups[-1]):]
+    return groups
 
 
 def model_spec():

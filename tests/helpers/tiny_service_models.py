@@ -18,6 +18,7 @@ onsets-frames-default (a fluidsynth render in, notes out).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -75,7 +76,14 @@ def _gan_tts(directory: Path) -> Path:
 
 
 def _eats(directory: Path) -> Path:
-    """EATSObjective.export reads the voices from a corpus' labels: two rows stand in (no audio is read)."""
+    objective, modules = tiny_eats(directory)
+    return objective.export({"model": modules["model"]}, str(directory / "eats"), {"test": True}, "0+test")
+
+
+def tiny_eats(directory: Path, sparsity=None, channels=(8, 8, 6, 6, 4, 4, 4)):
+    """(EATSObjective, its modules) of a tiny EATS; EATSObjective.export reads the voices from a
+    corpus' labels: two rows stand in (no audio is read). `sparsity`: a SparsityConfig (the
+    objective's Sparsifier is built with the modules)."""
     from models.eats import EATSConfig
     from models.gan_discriminators import DiscriminatorConfig
     from training.objectives.eats import EATSDataConfig, EATSObjective, EATSRunConfig
@@ -86,11 +94,12 @@ def _eats(directory: Path) -> Path:
             for i, v in enumerate(VOICES)]
     (corpus / "labels.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     config = EATSConfig(n_speakers=len(VOICES), token_dim=8, aligner_channels=8, dilations=(1, 2),
-                        aligned_channels=6, noise_dim=4, speaker_dim=2, channels=(8, 8, 6, 6, 4, 4, 4), init_length=6.0)
+                        aligned_channels=6, noise_dim=4, speaker_dim=2, channels=channels,
+                        init_length=6.0)
     disc = DiscriminatorConfig(cond_channels=2, window_frames=(2, 4, 8), channels=4, max_channels=8, post_blocks=1)
-    objective = EATSObjective(EATSRunConfig(model=config, disc=disc, data=EATSDataConfig(root=str(corpus))))
-    modules = _build(objective)
-    return objective.export({"model": modules["model"]}, str(directory / "eats"), {"test": True}, "0+test")
+    run = EATSRunConfig(model=config, disc=disc, data=EATSDataConfig(root=str(corpus)))
+    objective = EATSObjective(run if sparsity is None else dataclasses.replace(run, sparsity=sparsity))
+    return objective, _build(objective)
 
 
 def _deepspeech2(directory: Path) -> Path:

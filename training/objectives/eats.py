@@ -35,10 +35,12 @@ from models.eats import (EATS, EATSConfig, MelDiscriminator, MelDiscriminatorCon
                          soft_log_mel, token_symbols)
 from models.gan_discriminators import DiscriminatorConfig, RandomWindowDiscriminators, hinge_d_loss, hinge_g_loss
 from models.text import FrontendConfig
+from training.checkpoint import load_checkpoint
 from training.config import LoopConfig, OptimConfig
 from training.objectives.gan_tts import _inner  # unwraps DDP
 from training.objectives.tts_corpus import CorpusTTSObjective, TTSCorpus
 from training.soft_dtw import soft_dtw_loss
+from training.sparsity import SparsityConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +76,11 @@ class EATSRunConfig:
     loss: EATSLossConfig = EATSLossConfig()
     optim: OptimConfig = OptimConfig(lr=1e-4, betas=(0.0, 0.999), grad_clip=0.0)
     loop: LoopConfig = LoopConfig(max_steps=20000, batch_size=8, log_every=25, val_every=500, ckpt_every=500)
+    # sparse EATS (issue 13): prune the decoder's convolutions (GAN-TTS's layers) in (4, 1) blocks;
+    # export packs them for kernels/conv.py. The aligner runs on tokens, not frames: it stays dense.
+    sparsity: SparsityConfig = SparsityConfig(include=(r"decoder\.(pre|blocks\.\d+\.(conv\d|skip))\.weight",),
+                                              block=(4, 1), min_size=1024)
+    init_checkpoint: str = ""  # a run checkpoint (.pt) whose module weights start this run (fine-tuning)
 
 
 class WindowDataset:
@@ -160,8 +167,13 @@ class EATSObjective(CorpusTTSObjective):
                              f"discriminator window ({max(disc.window_frames)} frames)")
 
     def build_modules(self):
-        return {"model": EATS(self.config.model), "disc": RandomWindowDiscriminators(self.config.disc),
-                "mel_disc": MelDiscriminator(self.config.mel_disc)}
+        modules = {"model": EATS(self.config.model), "disc": RandomWindowDiscriminators(self.config.disc),
+                   "mel_disc": MelDiscriminator(self.config.mel_disc)}
+        if self.config.init_checkpoint:
+            state = load_checkpoint(self.config.init_checkpoint)["modules"]
+            for name, module in modules.items():
+                module.load_state_dict(state[name])
+        return modules  # Objective.build() adds the Sparsifier when `sparsity` prunes
 
     def optimizer_groups(self, modules):
         return {"gen": list(modules["model"].parameters()),

@@ -13,9 +13,7 @@ learn much faster with it (the shipped config says which it used).
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +22,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from kernels import pack_sparse_layers
 from models.audio import normalize_loudness, resample
-from models.bundle import save_bundle
-from models.config import config_to_dict
 from models.gan_discriminators import DiscriminatorConfig, RandomWindowDiscriminators, hinge_d_loss, hinge_g_loss
 from models.gan_tts import GanTTSConfig, GanTTSGenerator, conditioning, export_onnx, phones_from_label
-from models.registry import bundle_tensors
 from models.text import FrontendConfig, pho_symbols
 from training.checkpoint import load_checkpoint
 from training.config import LoopConfig, OptimConfig
@@ -239,22 +233,9 @@ class GanTTSObjective(CorpusTTSObjective):
     def feature_extra(self) -> dict[str, Any]:
         return {"in_channels": self.config.model.in_channels}
 
-    # --- export -----------------------------------------------------------------
-    def export(self, modules, out, provenance, package_version):
-        model = modules["model"].cpu().eval()
-        sparsity, defaults = {}, self.inference_defaults()
-        if self.sparsifier is not None:  # packed layers run on kernels/conv.py (engine torch); no ONNX graph
-            sparsity = self.sparsity_report(modules)
-            model = copy.deepcopy(model)
-            sparsity["packed"] = pack_sparse_layers(model, min_sparsity=0.5)
-            defaults["engine"] = "torch"
-        with tempfile.TemporaryDirectory() as tmp:
-            assets = {} if sparsity else {"model.onnx": export_onnx(model, Path(tmp) / "model.onnx")}
-            return save_bundle(
-                out, model_type=self.model_type, task=self.task, model_config=config_to_dict(self.config.model),
-                tensors=bundle_tensors(model), feature_config=self.feature_config(),
-                frontend_config=self.frontend_config(), inference_defaults=defaults, sparsity=sparsity or None,
-                provenance=provenance, licence=self.licence(), package_version=package_version, assets=assets)
+    # --- export: CorpusTTSObjective.export (packed layers when sparse, else this ONNX graph) ------
+    def export_assets(self, model, tmp: Path) -> dict[str, Path]:
+        return {"model.onnx": export_onnx(model, tmp / "model.onnx")}
 
 
 # --- evaluation: `sparsewave eval fdsd` (training/objectives/tts_eval.py) ------------

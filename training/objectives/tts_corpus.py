@@ -6,12 +6,19 @@ the last `val_items` rows for validation and loads each row with `load`.
 """
 from __future__ import annotations
 
+import copy
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from kernels import pack_sparse_layers
 from models.audio import read_audio, resample
+from models.bundle import save_bundle
+from models.config import config_to_dict
+from models.registry import bundle_tensors
 from training.data.readers import read_labels
 from training.objective import Objective
 
@@ -94,3 +101,21 @@ class CorpusTTSObjective(Objective):
 
     def licence(self) -> str:
         return self.corpus().licence()
+
+    def export(self, modules, out, provenance, package_version):
+        """The bundle: dense, with `export_assets` (the ONNX graph); pruned (a `sparsity` run), with
+        the pruned layers packed for kernels/conv.py, engine torch and no ONNX graph."""
+        model = modules["model"].cpu().eval()
+        sparsity, defaults = {}, self.inference_defaults()
+        if self.sparsifier is not None:
+            sparsity = self.sparsity_report(modules)
+            model = copy.deepcopy(model)
+            sparsity["packed"] = pack_sparse_layers(model, min_sparsity=0.5)
+            defaults["engine"] = "torch"
+        with tempfile.TemporaryDirectory() as tmp:
+            assets = {} if sparsity else self.export_assets(model, Path(tmp))
+            return save_bundle(
+                out, model_type=self.model_type, task=self.task, model_config=config_to_dict(self.config.model),
+                tensors=bundle_tensors(model), feature_config=self.feature_config(),
+                frontend_config=self.frontend_config(), inference_defaults=defaults, sparsity=sparsity or None,
+                provenance=provenance, licence=self.licence(), package_version=package_version, assets=assets)
