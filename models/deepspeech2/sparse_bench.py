@@ -10,6 +10,8 @@ in alternating rounds (best of `rounds`):
 - `model_realtime_factor`: the acoustic model alone (`log_probs`) on the same threads;
 - `gru_realtime_factor`: the recurrent layers alone, audio seconds per CPU second of one
   thread (thread CPU time: steadier than wall time on a shared machine);
+- `cpu_s_<part>`: CPU seconds of each part of the acoustic model (features, frontend,
+  recurrent, head) over all groups, in the calling thread;
 and the sparse bundle's recurrent layers on the dense kernel (`sparse_on_dense_kernel_gru_...`:
 the same weights, zeros multiplied), the kernel's own gain. Also WER/CER of both on the set.
 `sparse_benchmark()` returns the dict (keys prefixed `deepspeech2_`); the CLI prints it as JSON.
@@ -87,6 +89,12 @@ def sparse_benchmark(dense: str = DENSE, sparse: str = SPARSE, data: str = "data
             best[name + "_gru"] = min(best.get(name + "_gru", 1e9), _cpu_s(lambda: [stack(g) for g in groups]))
             if name == "sparse_on_dense_kernel":
                 continue
+            parts: dict[str, float] = {}
+            for b in range(0, len(audio), BATCH):
+                for g in t._groups(audio[b:b + BATCH]):
+                    t.group_log_probs([audio[b + i] for i in g], cpu_s=parts)
+            for part, cpu in parts.items():
+                best[f"{name}_cpu_s_{part}"] = min(best.get(f"{name}_cpu_s_{part}", 1e9), cpu)
             model_s = _wall_s(lambda: [t.log_probs(b) for b in _batches(audio)])
             best[name + "_model"] = min(best.get(name + "_model", 1e9), model_s)
             start = time.perf_counter()
@@ -96,6 +104,7 @@ def sparse_benchmark(dense: str = DENSE, sparse: str = SPARSE, data: str = "data
         out[f"{name}_realtime_factor"] = round(seconds / best[name], 1)
         out[f"{name}_model_realtime_factor"] = round(seconds / best[name + "_model"], 1)
         out.update({f"{name}_{k}": round(v, 4) for k, v in error_rates(refs, texts[name]).items()})
+    out.update({k: round(v, 3) for k, v in best.items() if "_cpu_s_" in k})
     for name in runs:
         out[f"{name}_gru_realtime_factor"] = round(seconds / best[name + "_gru"], 1)
     out["gru_speedup"] = round(best["dense_gru"] / best["sparse_gru"], 2)
