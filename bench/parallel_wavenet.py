@@ -152,16 +152,43 @@ def _vocoder(path: str, engine: str | None, threads: int, packed: bool = False):
     return synth
 
 
+def one_thread(fn, *args):
+    """fn(*args) with one torch thread: torch eager's OpenMP threads wait for each other at every
+    op, which on shared cores made 2 threads 10-100x slower than one (docs/parallel_wavenet.md)."""
+    from models.gan_tts import one_torch_thread
+
+    with one_torch_thread():
+        return fn(*args)
+
+
+def alternating_times(fns: dict, n_rounds: int, calls: int) -> tuple[dict[str, float], dict[str, float]]:
+    """(median over rounds of each fn's median wall time per call, least process CPU time of a call);
+    the fns alternate within a round, after one warm-up call each. On shared cores the wall time
+    follows the other jobs; the CPU time is the work."""
+    wall, cpu = {k: [] for k in fns}, {k: [] for k in fns}
+    for fn in fns.values():
+        fn()
+    for _ in range(n_rounds):
+        for k, fn in fns.items():
+            times = []
+            for _ in range(calls):
+                t0, c0 = time.perf_counter(), time.process_time()
+                fn()
+                times.append(time.perf_counter() - t0)
+                cpu[k].append(time.process_time() - c0)
+            wall[k].append(float(np.median(times)))
+    return {k: float(np.median(v)) for k, v in wall.items()}, {k: min(v) for k, v in cpu.items()}
+
+
 def parallel_wavenet_rows(quick: bool, threads: int = 2) -> dict:
     """Real-time factors (audio s per wall s, `threads` threads) of the dense student on
-    onnxruntime (its default), on torch eager and on the packed runtime, against the sparse
-    students on the packed runtime, each vocoding the same random log-mel through
+    onnxruntime (its default), on torch eager (one thread) and on the packed runtime, against the
+    sparse students on the packed runtime, each vocoding the same random log-mel through
     ParallelWaveNetSynthesizer.vocode (1 s pieces; the packed runtime runs `threads` pieces at
-    once, one thread each). Rounds alternate the runtimes; each figure is the median over rounds
-    of each round's median call (bench.sparse_conv.rounds). A sparse bundle that is not in the
-    tree is skipped. quick: 2 s of audio, 2 rounds of 2 calls (under 15 s)."""
-    from bench.sparse_conv import rounds
-
+    once, one thread each), plus each one's process CPU seconds per audio second (`_cpu_s`).
+    Rounds alternate the runtimes (`alternating_times`). A sparse bundle not in the tree is
+    skipped. quick: 2 s of audio, 2 rounds of 2 calls, the sparsest bundle, no dense_packed row
+    (under 15 s)."""
     seconds, (n_rounds, calls) = (2.0, (2, 2)) if quick else (4.0, (5, 5))
     present = {s: next(p for p in paths if (Path(p) / "manifest.json").exists())
                for s, paths in SPARSE_BUNDLES.items() if any((Path(p) / "manifest.json").exists() for p in paths)}
@@ -170,22 +197,26 @@ def parallel_wavenet_rows(quick: bool, threads: int = 2) -> dict:
     torch_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        synths = {"dense": _vocoder(DENSE_BUNDLE, None, threads), "dense_torch": _vocoder(DENSE_BUNDLE, "torch", threads),
-                  "dense_packed": _vocoder(DENSE_BUNDLE, "torch", threads, packed=True),
+        synths = {"dense": _vocoder(DENSE_BUNDLE, None, threads), "dense_torch_1thread": _vocoder(DENSE_BUNDLE, "torch", 1),
                   **{f"sparse{s}": _vocoder(p, None, threads) for s, p in present.items()}}
+        if not quick:  # the dense weights on the packed runtime: what the zeros themselves buy
+            synths["dense_packed"] = _vocoder(DENSE_BUNDLE, "torch", threads, packed=True)
         cfg = synths["dense"].config
         mel = np.random.default_rng(0).standard_normal((int(seconds * cfg.sample_rate / cfg.hop_length),
                                                         cfg.cond_channels)).astype(np.float32)
-        times, _ = rounds({k: (lambda s=s: s.vocode(mel)) for k, s in synths.items()}, n_rounds, calls)
+        fns = {k: (lambda s=s: s.vocode(mel)) for k, s in synths.items()}
+        fns["dense_torch_1thread"] = lambda: one_thread(synths["dense_torch_1thread"].vocode, mel)
+        wall, cpu = alternating_times(fns, n_rounds, calls)
     finally:
         torch.set_num_threads(torch_threads)
-    rtf = {k: seconds / t for k, t in times.items()}
-    out = {"parallel_wavenet_dense_realtime_factor": round(rtf["dense"], 2),
-           "parallel_wavenet_dense_torch_realtime_factor": round(rtf["dense_torch"], 2),
-           "parallel_wavenet_dense_packed_realtime_factor": round(rtf["dense_packed"], 2)}
+    out = {}
+    for k in wall:
+        out[f"parallel_wavenet_{k}_realtime_factor"] = round(seconds / wall[k], 2)
+        out[f"parallel_wavenet_{k}_cpu_s"] = round(cpu[k] / seconds, 4)
     if present:
-        out["parallel_wavenet_sparse_realtime_factor"] = round(rtf[f"sparse{max(present)}"], 2)
-        out.update({f"parallel_wavenet_sparse{s}_realtime_factor": round(rtf[f"sparse{s}"], 2) for s in present})
+        best = f"sparse{max(present)}"
+        out["parallel_wavenet_sparse_realtime_factor"] = out[f"parallel_wavenet_{best}_realtime_factor"]
+        out["parallel_wavenet_sparse_cpu_s"] = out[f"parallel_wavenet_{best}_cpu_s"]
     out["parallel_wavenet_bundles"] = {"dense": DENSE_BUNDLE, **{f"sparse{s}": p for s, p in present.items()}}
     out["parallel_wavenet_load_average_1min"] = os.getloadavg()[0]
     return out
