@@ -1,6 +1,6 @@
 """Dense against sparse Deep Speech 2 on the native engine (issue 12; docs/deepspeech2.md, "Sparse Deep Speech 2").
 
-    python -m models.deepspeech2.sparse_bench [--quick] [--dense B] [--sparse B] [--data D]
+    python -m bench.deepspeech2_sparse [--quick] [--dense B] [--sparse B] [--data D]
 
 On the same test utterances handed over in batches of 16 (as `sparsewave eval asr` and a
 busy server do: each batch split into `threads` groups, one per worker thread), per bundle,
@@ -64,6 +64,10 @@ def sparse_benchmark(dense: str = DENSE, sparse: str = SPARSE, data: str = "data
                      threads: int = 2, rounds: int = 3) -> dict:
     from training.objectives.deepspeech2 import error_rates, split_audio
 
+    for path in (dense, sparse):
+        if not os.path.isdir(path):
+            raise FileNotFoundError(f"no bundle at {path} (the sparse one: configs/deepspeech2/sparse.yaml, "
+                                    "then sparsewave export runs/ds2-sparse -o runs/ds2-sparse-bundle)")
     torch.set_num_threads(1)
     audio, refs, _ = split_audio(data, "test", 12 if quick else 0)
     rounds = min(rounds, 2) if quick else rounds
@@ -122,7 +126,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--rounds", type=int, default=3)
     a = p.parse_args(argv)
-    print(json.dumps(sparse_benchmark(a.dense, a.sparse, a.data, a.quick, a.threads, a.rounds)))
+    try:
+        out = sparse_benchmark(a.dense, a.sparse, a.data, a.quick, a.threads, a.rounds)
+    except FileNotFoundError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    print(json.dumps(out))
 
 
 if __name__ == "__main__":
