@@ -16,6 +16,7 @@ utterance, its length T = ceil(sum l) taken from the aligner.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
 import warnings
@@ -29,7 +30,7 @@ from torch.nn import functional as F
 
 from models.features import FeatureConfig, mel_power
 from models.gan_tts import (FRAME_RATE_HZ, GanTTSConfig, GanTTSGenerator, has_packed_layers, length_groups,
-                             onnx_session, packed_runtime)
+                             one_torch_thread, onnx_session, packed_runtime)
 from models.inference import Timing
 
 MODIFIERS_AFTER = frozenset("ːˑ\u0329")  # length marks and the syllabic mark belong to the phoneme before
@@ -397,8 +398,9 @@ class EATSSynthesizer:
         spk, spd = np.array(speakers, np.int64), np.array(speeds, np.float32)
         if self.session is not None:
             audio, lengths = run_onnx(self.session, tokens, noise.numpy(), spk, spd)
-        else:
-            with torch.no_grad():
+        else:  # packed: the aligner's small ops on one thread too, as the decoder's (packed_runtime)
+            threads = one_torch_thread() if getattr(self.model.decoder, "_packed", False) else contextlib.nullcontext()
+            with torch.no_grad(), threads:
                 audio, lengths = (t.numpy() for t in self.model.infer(
                     torch.from_numpy(tokens), noise, torch.from_numpy(spk), torch.from_numpy(spd)))
         hop, out = self.config.hop_length, []
