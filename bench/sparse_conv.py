@@ -14,6 +14,7 @@ in each), and the load average is reported. The last line is one JSON object.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import statistics
@@ -33,6 +34,17 @@ SPARSE_BUNDLES = {
     "gan_tts": ("bundles/gan-tts-default", {"90": "bundles/gan-tts-sparse90", "74": "runs/gan-tts-sparse74-bundle"}),
     "onsets_frames": ("bundles/onsets-frames-default", {"90": "bundles/onsets-frames-sparse90", "70": "runs/onsets-frames-sparse70-bundle"}),
 }
+# Models whose own bench module times dense against sparse (each returns the
+# `<model>_sparse_realtime_factor` / `<model>_dense_realtime_factor` keys; {} without its bundles).
+OWN_ROWS = {"eats": ("bench.eats", "eats_rows"), "parallel_wavenet": ("bench.parallel_wavenet", "parallel_wavenet_rows")}
+
+
+def own_rows(threads: int, quick: bool, keys: list[str]) -> dict:
+    out = {}
+    for key in keys:
+        module, name = OWN_ROWS[key]
+        out.update(getattr(importlib.import_module(module), name)(quick, threads=threads))
+    return out
 
 
 def call_times(fn, calls: int) -> list[float]:
@@ -208,7 +220,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-models", action="store_true", help="the kernel cases only")
     ap.add_argument("--layers", action="store_true", help="GAN-TTS-shaped convs on one thread: C, numba, dense (then exit)")
-    ap.add_argument("--models", nargs="*", choices=sorted(SPARSE_BUNDLES), help="only these models (no kernel cases)")
+    ap.add_argument("--models", nargs="*", choices=sorted([*SPARSE_BUNDLES, *OWN_ROWS]), help="only these models (no kernel cases)")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     numba.set_num_threads(min(a.threads, numba.config.NUMBA_NUM_THREADS))
@@ -236,7 +248,9 @@ def main(argv=None) -> dict:
         result.update(conv1x1_speedup_vs_dense=head["speedup"], conv1x1_fraction_of_ideal=head["fraction_of_ideal"],
                       conv1x1_block=head["block"], conv1x1_cases=cases)
     if not a.no_models:
-        result.update(model_rows(a.threads, a.quick, a.models or list(SPARSE_BUNDLES)))
+        keys = a.models or [*SPARSE_BUNDLES, *OWN_ROWS]
+        result.update(model_rows(a.threads, a.quick, [k for k in keys if k in SPARSE_BUNDLES]))
+        result.update(own_rows(a.threads, a.quick, [k for k in keys if k in OWN_ROWS]))
     result["load_avg_1min"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]  # before, after
     print(f"load average (1 min) before/after: {result['load_avg_1min']} on {os.cpu_count()} cores")
     print(json.dumps(result))
