@@ -108,7 +108,16 @@ def ours_runner(bundle_dir: str, engine: str, threads: int):
     return run, transcriber
 
 
-def score(run, records) -> tuple[dict[str, float], float]:
+def paired(ours: list[float], theirs: list[float]) -> dict:
+    """Per-clip note F1 differences: how many clips each side wins and the mean's standard error
+    (the clip-to-clip noise the means hide)."""
+    d = np.asarray(ours) - np.asarray(theirs)
+    se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
+    return {"note_f1_diff": round(float(d.mean()), 4), "note_f1_diff_stderr": round(se, 4),
+            "clips_better": int((d > 0).sum()), "clips_worse": int((d < 0).sum())}
+
+
+def score(run, records, per_clip_out: list | None = None) -> tuple[dict[str, float], float]:
     from models.midi import midi_to_notes
     from training.objectives.onsets_frames import mean_metrics, note_metrics
 
@@ -120,6 +129,8 @@ def score(run, records) -> tuple[dict[str, float], float]:
         wall += time.perf_counter() - t0
         audio_s += rec.duration
         per_clip.append(note_metrics(midi_to_notes(rec.midi_path), est))
+    if per_clip_out is not None:
+        per_clip_out.extend(m["note_f1"] for m in per_clip)
     return mean_metrics(per_clip), audio_s / max(wall, 1e-9)
 
 
@@ -151,8 +162,9 @@ def main() -> None:
         sys.exit(why + "; pip install --no-deps basic-pitch==0.4.0 'resampy<0.4.3' scikit-learn")
     ours, transcriber = ours_runner(args.bundle, args.engine, args.threads)
     t0 = time.perf_counter()
-    m, rtf = score(ours, records)
-    bp, bp_rtf = score(bp_run, records)
+    ours_f1, bp_f1 = [], []
+    m, rtf = score(ours, records, ours_f1)
+    bp, bp_rtf = score(bp_run, records, bp_f1)
     fonts = sorted({json.loads(line).get("soundfont", "?") for line in (Path(args.data) / "clips.jsonl")
                     .read_text().splitlines() if line and json.loads(line).get("split") == args.split}) \
         if (Path(args.data) / "clips.jsonl").is_file() else []
@@ -167,6 +179,7 @@ def main() -> None:
         "soundfonts": fonts, "engine": args.engine, "threads": args.threads,
         "thresholds": [transcriber.onset_threshold, transcriber.frame_threshold],
         "wall_seconds": round(time.perf_counter() - t0, 1),
+        "vs_basic_pitch_per_clip": paired(ours_f1, bp_f1),
     }
     if args.tune_basic_pitch:
         val = [r for r in read_maestro(args.data) if r.split == "validation"]

@@ -67,6 +67,9 @@ def render_timidity(data: str, out: Path, split: str = "validation",
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+    # clips.jsonl names the sample set, as `sparsewave data piano` does (read by bundle licences)
+    (out / "clips.jsonl").write_text("".join(json.dumps({**r, "soundfont": "freepats (timidity)"}) + "\n"
+                                             for r in rows))
     return len(rows)
 
 

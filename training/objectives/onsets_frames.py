@@ -405,10 +405,10 @@ class OnsetsFramesObjective(Objective):
                 rows = [json.loads(line) for line in clips.read_text().splitlines() if line]
                 fonts |= {r.get("soundfont", "?") for r in rows if r.get("split") in splits}
         known = {"FluidR3_GM.sf2": "MIT", "TimGM6mb.sf2": "GPL-2", "MuseScore_General_Lite.sf3": "MIT",
-                 "sf_GMbank.sf2": "public domain"}
+                 "sf_GMbank.sf2": "public domain", "freepats (timidity)": "GPL-2+ with a font exception"}
         used = ", ".join(f"{f} ({known.get(f, 'see its licence')})" for f in sorted(fonts)) or "unknown"
-        return ("weights: same licence as sparsewave; trained on piano audio rendered with fluidsynth from "
-                f"soundfonts {used}, from generated MIDI and from music21-corpus encodings of works out of "
+        return ("weights: same licence as sparsewave; trained on piano audio rendered from "
+                f"sample sets {used}, from generated MIDI and from music21-corpus encodings of works out of "
                 "copyright, some of whose encodings restrict commercial use (music21/corpus/license.txt)")
 
     def export(self, modules, out, provenance, package_version):
