@@ -14,6 +14,7 @@ learn much faster with it (the shipped config says which it used).
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 from pathlib import Path
 from typing import Any
 
