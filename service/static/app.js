@@ -24,7 +24,10 @@ async function failure(resp) {
 let models = [];
 
 function fill(select, items) {
+  // a reload of the list (e.g. after the key changes) keeps what the user picked
+  const kept = select.value;
   select.replaceChildren(...items.map((m) => new Option(m.id, m.id)));
+  if (items.some((m) => m.id === kept)) select.value = kept;
 }
 
 function fillVoices() {
