@@ -184,6 +184,8 @@ def test_train_export_eval_and_bundle_round_trip(maestro_dir, tmp_path, capsys):
     sf.write(str(tmp_path / "in.wav"), audio, SR)
     assert main(["transcribe", str(tmp_path / "in.wav"), "--model", str(bundle), "-o", str(out_mid)]) == 0
     assert len(midi_to_notes(out_mid)) == len(runtime.transcribe(audio))
+    assert main(["transcribe", "--piano", str(tmp_path / "in.wav"), "--model", str(bundle), "-o", str(out_mid)]) == 0
+    assert len(midi_to_notes(out_mid)) == len(runtime.transcribe(audio))
 
 
 def test_paper_and_cpu_configs_load():

@@ -38,3 +38,16 @@ def test_every_format_describes_the_same_transcript(tmp_path, capsys):
     assert times == sorted(times) and 0 <= times[0] and times[-1] <= plain["duration_s"]
     vtt = _run(capsys, wav, "--model", BUNDLE, "--format", "vtt")
     assert vtt.startswith("WEBVTT\n\n") and vtt.count(" --> ") == len(blocks)
+
+
+def test_piano_flag_uses_the_shipped_piano_bundle(tmp_path, capsys):
+    """`sparsewave transcribe --piano FILE -o out.mid` with no --model: the shipped onsets-frames-default."""
+    from models.midi import midi_to_notes
+    from service_audio import PIANO_NOTES, encoded, piano
+
+    wav, mid = tmp_path / "piano.wav", tmp_path / "out.mid"
+    wav.write_bytes(encoded(piano()))
+    assert main(["transcribe", "--piano", str(wav), "-o", str(mid)]) == 0
+    assert sorted(n.pitch for n in midi_to_notes(mid)) == sorted(n.pitch for n in PIANO_NOTES)
+    assert main(["transcribe", "--piano", str(wav), "--model", str(BUNDLE)]) == 2  # a speech bundle
+    assert "--piano needs a piano bundle" in capsys.readouterr().err

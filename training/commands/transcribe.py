@@ -1,4 +1,6 @@
-"""`sparsewave transcribe --model BUNDLE FILE`: speech to text, or piano to MIDI."""
+"""`sparsewave transcribe [--model BUNDLE | --piano] FILE`: speech to text, or piano to MIDI.
+
+Without --model: the shipped deepspeech2-default, or with --piano the shipped onsets-frames-default."""
 from __future__ import annotations
 
 import json
@@ -9,7 +11,10 @@ from training.errors import CliError
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("transcribe", help="transcribe speech (ASR bundle) or piano audio (piano bundle)")
     p.add_argument("audio")
-    p.add_argument("--model", required=True, help="bundle directory")
+    p.add_argument("--model", help="bundle directory (default: the shipped deepspeech2-default, or "
+                                    "onsets-frames-default with --piano)")
+    p.add_argument("--piano", action="store_true", help="piano audio: notes out (MIDI with -o, else JSON); "
+                                                        "--model, if given, must be a piano bundle")
     p.add_argument("-o", "--out", help="piano: MIDI file to write; speech: the --format document (default: print)")
     p.add_argument("--format", default="json", choices=["json", "text", "verbose_json", "srt", "vtt"],
                    help="speech only: json (text, duration, words with times and confidence), text, "
@@ -37,11 +42,19 @@ def streamed(runtime, audio, chunk_ms: int):
     return stream.finish()
 
 
+def shipped_bundle(piano: bool) -> str:
+    from pathlib import Path
+
+    return str(Path(__file__).resolve().parents[2] / "bundles" /
+               ("onsets-frames-default" if piano else "deepspeech2-default"))
+
+
 def run(args) -> int:
     from models.audio import AudioError, read_audio, resample
     from models.bundle import BundleError
     from models.inference import load_runtime
 
+    args.model = args.model or shipped_bundle(args.piano)
     try:
         bundle, runtime = load_runtime(args.model)
         audio, sample_rate = read_audio(args.audio)
@@ -49,6 +62,8 @@ def run(args) -> int:
     except (BundleError, AudioError, FileNotFoundError) as exc:
         raise CliError(str(exc)) from None
     task = bundle.manifest.get("task")
+    if args.piano and task != "piano":
+        raise CliError(f"--piano needs a piano bundle; {args.model} is a {task} bundle")
     if task == "asr":
         from models.subtitles import format_transcript
 
