@@ -34,6 +34,7 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 WEIGHTS = "weights.safetensors"
 ONNX = "model.onnx"
+SHIPPED_BUNDLES = Path(__file__).resolve().parents[1] / "bundles"  # the repo's trained defaults
 
 
 class BundleError(ValueError):

@@ -15,7 +15,7 @@ import dataclasses
 import os
 from pathlib import Path
 
-SHIPPED_BUNDLES = Path(__file__).resolve().parents[1] / "bundles"
+from models.bundle import SHIPPED_BUNDLES
 
 
 def _env(name: str, default: str) -> str:

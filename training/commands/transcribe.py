@@ -43,10 +43,9 @@ def streamed(runtime, audio, chunk_ms: int):
 
 
 def shipped_bundle(piano: bool) -> str:
-    from pathlib import Path
+    from models.bundle import SHIPPED_BUNDLES
 
-    return str(Path(__file__).resolve().parents[2] / "bundles" /
-               ("onsets-frames-default" if piano else "deepspeech2-default"))
+    return str(SHIPPED_BUNDLES / ("onsets-frames-default" if piano else "deepspeech2-default"))
 
 
 def run(args) -> int:
