@@ -5,7 +5,7 @@
 set -euo pipefail
 PKGS=(
   espeak-ng mbrola mbrola-us1 mbrola-us2 mbrola-us3 mbrola-en1
-  flite festival festvox-kallpc16k festvox-us-slt-hts libttspico-utils
+  flite festival festvox-kallpc16k festvox-kdlpc16k festvox-rablpc16k festvox-don festvox-us-slt-hts libttspico-utils
   fortunes fortunes-min wordnet-base
   fluidsynth fluid-soundfont-gm timgm6mb-soundfont musescore-general-soundfont-small csound-soundfont
   timidity freepats

@@ -18,6 +18,9 @@
    gets bit-identical outputs alone or in any batch. */
 #include <stdint.h>
 #include <string.h>
+#if defined(__FMA__)
+#include <immintrin.h>
+#endif
 
 /* VB: bytes per vector; NVMAX: vectors per register tile (4 x NVMAX accumulators, NVMAX weights and a
    broadcast must fit the register file: 32 vector registers with AVX-512, 16 otherwise) */
@@ -40,6 +43,20 @@ typedef float vfu __attribute__((vector_size(VB), aligned(4)));
 INLINE vf ld(const float *p) { return *(const vfu *)p; }
 INLINE void st(float *p, vf v) { *(vfu *)p = v; }
 INLINE vf bc(float a) { return (vf){} + a; }
+/* c + a * b, rounded once where the CPU has FMA. Written out because the library is built with
+   -ffp-contract=off (models/deepspeech2/recurrent.py): GCC otherwise fuses some unrolled copies of a
+   tile and not others (seen on an AVX2 build), so a row's floats changed with the number of rows. */
+INLINE vf fmadd(vf a, vf b, vf c) {
+#if defined(__FMA__) && VB == 64
+    return (vf)_mm512_fmadd_ps((__m512)a, (__m512)b, (__m512)c);
+#elif defined(__FMA__) && VB == 32
+    return (vf)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)c);
+#elif defined(__FMA__)
+    return (vf)_mm_fmadd_ps((__m128)a, (__m128)b, (__m128)c);
+#else
+    return c + a * b;
+#endif
+}
 INLINE vf pick(vi m, vf a, vf b) { return (vf)(((vi)a & m) | ((vi)b & ~m)); }
 
 INLINE vf vexp(vf x) {
@@ -73,7 +90,7 @@ INLINE void tile(const int rows, const int nv, int H, int ldw, const float *h, c
         for (int v = 0; v < nv; v++) w[v] = ld(wt + (int64_t)k * ldw + v * L);
         for (int r = 0; r < rows; r++) {
             vf a = bc(h[(int64_t)r * H + k]);
-            for (int v = 0; v < nv; v++) acc[r][v] += a * w[v];
+            for (int v = 0; v < nv; v++) acc[r][v] = fmadd(a, w[v], acc[r][v]);
         }
     }
     for (int r = 0; r < rows; r++)
@@ -126,7 +143,7 @@ INLINE void sparse_tile(const int rows, const int nb, int64_t ldx, int64_t ldy, 
         for (int v = 0; v < nb; v++) w[v] = ld(vals + (int64_t)j * nb * L + v * L);
         for (int r = 0; r < rows; r++) {
             vf a = bc(x[(int64_t)r * ldx + k]);
-            for (int v = 0; v < nb; v++) acc[r][v] += a * w[v];
+            for (int v = 0; v < nb; v++) acc[r][v] = fmadd(a, w[v], acc[r][v]);
         }
     }
     for (int r = 0; r < rows; r++)

@@ -92,7 +92,9 @@ class ConvFrontend(nn.Module):
         self.clip = cfg.clip
         layers, channels, freq = [], 1, cfg.n_mels
         for out_ch, (kt, kf), (st, sf) in zip(cfg.conv_channels, cfg.conv_kernels, cfg.conv_strides):
-            layers.append(nn.Conv2d(channels, out_ch, (kt, kf), (st, sf), padding=(0, kf // 2)))
+            # Frequency padding is a separate F.pad (forward_valid): oneDNN's padded-conv path on AVX2-only
+            # CPUs ran this layer 250x slower (234 ms vs 0.9 ms, 300 frames, one thread); same values.
+            layers.append(nn.Conv2d(channels, out_ch, (kt, kf), (st, sf)))
             channels, freq = out_ch, (freq + 2 * (kf // 2) - kf) // sf + 1
         self.convs = nn.ModuleList(layers)
         self.out_size = channels * freq
@@ -113,7 +115,8 @@ class ConvFrontend(nn.Module):
         """Already time-padded (B, T, n_mels) -> (B, T', C * F')."""
         y = x.unsqueeze(1)  # (B, 1, T, F)
         for conv in self.convs:
-            y = torch.clamp(conv(y), 0.0, self.clip)
+            pad = conv.kernel_size[1] // 2
+            y = torch.clamp(conv(F.pad(y, (pad, pad))), 0.0, self.clip)
         b, c, t, f = y.shape
         return y.permute(0, 2, 1, 3).reshape(b, t, c * f)
 

@@ -42,7 +42,8 @@ def gru_library(extra_flags: tuple[str, ...] = ()):
     """The C kernel (kernels/csrc/gru.c), or None when it cannot be built."""
     from kernels.cbuild import load
 
-    lib = load("gru", extra_flags)
+    # no implicit contraction: the kernel's products are explicit FMAs, the same in every tile (gru.c)
+    lib = load("gru", ("-ffp-contract=off", *extra_flags))
     if lib is not None and not getattr(lib, "_sw_declared", False):
         p, i64 = ctypes.c_void_p, ctypes.c_int64
         lib.sw_gru_direction.argtypes = [ctypes.c_int, p, p, ctypes.c_int, ctypes.c_int, p, i64, p, p,

@@ -71,3 +71,37 @@ def test_cli_voices_accepts_a_preset_name(tmp_path, capsys):
     assert "mb-us1" in BY_NAME  # single voice names still select from the default preset
     assert main(["data", "speech", "--out", str(tmp_path / "x"), "--voices", "asr", "mb-us1"]) == 2
     assert "unknown voices" in capsys.readouterr().err
+
+
+def test_asr_extra_preset_adds_train_speakers_of_other_synthesizers():
+    from training.data.voices import ASR_EXTRA_VOICES
+
+    names = [v.name for v in ASR_EXTRA_VOICES]
+    assert len(names) == len(set(names)) and PRESETS["asr-extra"] is ASR_EXTRA_VOICES
+    assert {v.split for v in ASR_EXTRA_VOICES} == {"train"} and "espeak" not in {v.tool for v in ASR_EXTRA_VOICES}
+    held_out = {(v.tool, v.arg) for v in ASR_VOICES if v.split != "train"}
+    assert not {(v.tool, v.arg) for v in ASR_EXTRA_VOICES} & held_out  # no valid/test voice speaks in train
+
+
+def test_pico_markup_wraps_the_text():
+    from training.data.voices import pico_markup
+
+    assert pico_markup("hi there", (("pitch", "70"), ("speed", "120"))) == \
+        "<speed level='120'><pitch level='70'>hi there</pitch></speed>"
+    assert pico_markup("hi", ()) == "hi"
+    with pytest.raises(ValueError, match="pico option"):
+        pico_markup("hi", (("volume", "3"),))
+
+
+@pytest.mark.parametrize("name", ["flite-kal16", "pico-en-US"])
+def test_voice_options_change_pitch_and_tempo(tmp_path, name):
+    from training.data.voices import ASR_EXTRA_VOICES
+
+    voice = {v.name: v for v in ASR_EXTRA_VOICES}[name]
+    if not available(voice):
+        pytest.skip(f"{voice.tool} missing")
+    options = (("int_f0_target_mean", "190"), ("duration_stretch", "1.6")) if voice.tool == "flite" \
+        else (("pitch", "150"), ("speed", "60"))
+    plain, sr, _ = synthesize(voice, SENTENCES["train"][0], tmp_path / "plain")
+    slow, _, _ = synthesize(dataclasses.replace(voice, options=options), SENTENCES["train"][0], tmp_path / "slow")
+    assert len(slow) > 1.3 * len(plain)  # the tempo option reaches the tool

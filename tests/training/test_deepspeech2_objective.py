@@ -126,3 +126,31 @@ def test_train_export_and_bundle_round_trip(tmp_path):
     best, table = tune_bundle(load_bundle(bundle_dir), root, "valid", 0, [0.0, 0.5], [0.0, 1.0])
     assert len(table) == 5 and best in table
     assert "tuned_on" in load_bundle(bundle_dir).manifest["inference_defaults"]
+
+
+def test_extra_roots_join_training_and_init_bundle_starts_from_its_weights(tmp_path):
+    import dataclasses
+
+    from training.commands.export import export_run
+    from training.loop import Run
+
+    root, extra = write_corpus(tmp_path / "corpus"), write_corpus(tmp_path / "extra", n=6)
+    objective = DeepSpeech2Objective(run_config(root, max_steps=1))
+    Run(objective, tmp_path / "run").fit()
+    bundle_dir = export_run(tmp_path / "run", tmp_path / "bundle")
+
+    config = run_config(root)
+    config = dataclasses.replace(config, init_bundle=str(bundle_dir),
+                                 data=dataclasses.replace(config.data, extra_roots=(str(extra),)))
+    tuned = DeepSpeech2Objective(config)
+    assert len(tuned.train_dataset()) == 8 + 6 and not tuned.sorta_grad
+    start = tuned.build_modules()["model"].state_dict()
+    from models.bundle import load_bundle
+    from models.registry import model_from_bundle
+
+    exported = model_from_bundle(load_bundle(bundle_dir)).state_dict()
+    for key, value in exported.items():
+        torch.testing.assert_close(start[key], value)
+    wider = dataclasses.replace(config, model=tiny_model_config(rnn_hidden=48))
+    with pytest.raises(ValueError, match="model config differs"):
+        DeepSpeech2Objective(wider).build_modules()

@@ -25,6 +25,9 @@ class Voice:
     split: str  # train, valid or test
     licence: str
     rate: int = 0  # espeak-ng words per minute; 0: the voice's own
+    # tool settings that make another speaker of the same voice: flite `--setf KEY=VALUE`
+    # (int_f0_target_mean, duration_stretch), pico markup levels (pitch, speed; 100 is the voice's own)
+    options: tuple[tuple[str, str], ...] = ()
 
 
 GPL, MBROLA = "GPL-3.0-or-later (espeak-ng)", "MBROLA voice licence: non-commercial use only"
@@ -76,8 +79,42 @@ ASR_VOICES = (
     Voice("espeak-en-gb-scotland+m3", "espeak", "en-gb-scotland+m3", "test", GPL),
     Voice("espeak-en-gb-scotland+f2", "espeak", "en-gb-scotland+f2", "test", GPL),
 )
+
+def _flite(name: str, arg: str, f0: int, stretch: float = 1.0) -> Voice:
+    return Voice(name, "flite", arg, "train", FLITE,
+                 options=(("int_f0_target_mean", str(f0)), ("duration_stretch", str(stretch))))
+
+
+def _pico(name: str, pitch: int, speed: int) -> Voice:
+    return Voice(name, "pico", "en-US", "train", PICO, options=(("pitch", str(pitch)), ("speed", str(speed))))
+
+
+# Extra training speakers for the recognizer (train split only): in the `asr` preset 98 of the 103
+# train voices are espeak-ng, while three of the five test voices are other synthesizers. These are
+# the free non-espeak voices again at other pitches and tempos (flite, pico), plus festival's other
+# English diphone voices (ked, rab, don). Built as a second corpus beside `asr` (docs/deepspeech2.md).
+ASR_EXTRA_VOICES = (
+    Voice("flite-kal16", "flite", "kal16", "train", FLITE),
+    _flite("flite-kal16-f150", "kal16", 150),
+    _flite("flite-kal16-f200-fast", "kal16", 200, 0.85),
+    _flite("flite-kal16-f120-slow", "kal16", 120, 1.2),
+    _flite("flite-kal-f170-slow", "kal", 170, 1.15),
+    _flite("flite-kal-f130-fast", "kal", 130, 0.9),
+    Voice("flite-rms", "flite", "rms", "train", FLITE),
+    _flite("flite-rms-f140", "rms", 140),
+    _flite("flite-rms-f190-fast", "rms", 190, 0.85),
+    Voice("festival-kal", "festival", "voice_kal_diphone", "train", FESTIVAL),
+    Voice("festival-ked", "festival", "voice_ked_diphone", "train", FESTIVAL),
+    Voice("festival-rab", "festival", "voice_rab_diphone", "train", FESTIVAL),
+    Voice("festival-don", "festival", "voice_don_diphone", "train", FESTIVAL),
+    Voice("pico-en-US", "pico", "en-US", "train", PICO),
+    _pico("pico-en-US-p70", 70, 100),
+    _pico("pico-en-US-p130-fast", 130, 120),
+    _pico("pico-en-US-p150-slow", 150, 85),
+    _pico("pico-en-US-p85-fast", 85, 115),
+)
 # `--voices NAME` with one of these names picks the whole set; "default" is VOICES.
-PRESETS = {"default": VOICES, "asr": ASR_VOICES}
+PRESETS = {"default": VOICES, "asr": ASR_VOICES, "asr-extra": ASR_EXTRA_VOICES}
 EXECUTABLES = {"mbrola": "mbrola", "espeak": "espeak-ng", "flite": "flite", "festival": "text2wave",
                "pico": "pico2wave"}
 
@@ -95,6 +132,15 @@ def available(voice: Voice) -> bool:
         except RuntimeError:
             return False
     return True
+
+
+def pico_markup(text: str, options: tuple[tuple[str, str], ...]) -> str:
+    """Wrap text in SVOX pico's <pitch level='..'> / <speed level='..'> tags (text has no markup of its own)."""
+    for key, level in options:
+        if key not in ("pitch", "speed"):
+            raise ValueError(f"pico option {key!r}; choose pitch or speed")
+        text = f"<{key} level='{level}'>{text}</{key}>"
+    return text
 
 
 def _run(cmd: list[str], strict: bool = False) -> None:
@@ -119,11 +165,12 @@ def synthesize(voice: Voice, text: str, workdir: Path) -> tuple[np.ndarray, int,
         rate = ["-s", str(voice.rate)] if voice.rate else []
         _run(["espeak-ng", "-v", voice.arg, *rate, "-w", str(wav), "-f", str(txt)])
     elif voice.tool == "flite":
-        _run(["flite", "-voice", voice.arg, "-f", str(txt), "-o", str(wav)])
+        setf = [a for k, v in voice.options for a in ("--setf", f"{k}={v}")]
+        _run(["flite", "-voice", voice.arg, *setf, "-f", str(txt), "-o", str(wav)])
     elif voice.tool == "festival":
         _run(["text2wave", "-eval", f"({voice.arg})", str(txt), "-o", str(wav)])
     elif voice.tool == "pico":
-        _run(["pico2wave", "-l", voice.arg, "-w", str(wav), text])
+        _run(["pico2wave", "-l", voice.arg, "-w", str(wav), pico_markup(text, voice.options)])
     else:
         raise ValueError(f"unknown tool {voice.tool!r}")
     if not wav.is_file() or wav.stat().st_size <= 44:

@@ -38,6 +38,8 @@ from training.objective import Objective
 @dataclasses.dataclass(frozen=True)
 class DeepSpeech2DataConfig:
     root: str = "data/speech"
+    # more corpora whose `train_split` rows join training (e.g. `--voices asr-extra`); validation stays on root
+    extra_roots: tuple[str, ...] = ()
     train_split: str = "train"
     val_split: str = "valid"
     max_seconds: float = 15.0  # longer utterances are skipped
@@ -72,6 +74,21 @@ class DeepSpeech2RunConfig:
     optim: OptimConfig = OptimConfig(lr=5e-4, grad_clip=400.0, schedule="cosine", warmup_steps=200)
     loop: LoopConfig = LoopConfig(max_steps=20000, batch_size=16, log_every=25, val_every=500, ckpt_every=500)
     init_checkpoint: str = ""  # a run checkpoint (.pt) whose model weights start this run (sparse fine-tuning)
+    init_bundle: str = ""  # or an exported bundle whose weights start this run (same model config)
+
+
+def init_from_bundle(model: DeepSpeech2, path: str) -> None:
+    """Load a deepspeech2 bundle's weights into a model built from the same config (float16 -> float32)."""
+    from models.bundle import load_bundle
+    from models.registry import model_from_bundle
+
+    bundle = load_bundle(path)
+    if bundle.model_type != "deepspeech2":
+        raise ValueError(f"init_bundle={path} is a {bundle.model_type} bundle, not deepspeech2")
+    source = model_from_bundle(bundle)
+    if source.config != model.config:
+        raise ValueError(f"init_bundle={path}: its model config differs from this run's model config")
+    model.load_state_dict(source.state_dict())
 
 
 def row_text(row: dict[str, Any]) -> str:
@@ -177,7 +194,11 @@ class DeepSpeech2Objective(Objective):
     @property
     def sorta_grad(self) -> bool:
         """Shortest utterances first in the first epoch: a curriculum for a fresh model, not a fine-tune."""
-        return not self.config.init_checkpoint
+        return not (self.config.init_checkpoint or self.config.init_bundle)
+
+    def train_rows(self) -> list[dict[str, Any]]:
+        d = self.config.data
+        return [row for root in (d.root, *d.extra_roots) for row in read_labels(root, d.train_split)]
 
     def build_modules(self):
         if self.config.model.n_mels != self.config.features.n_mels:
@@ -185,11 +206,13 @@ class DeepSpeech2Objective(Objective):
         model = DeepSpeech2(self.config.model)
         if self.config.init_checkpoint:
             model.load_state_dict(load_checkpoint(self.config.init_checkpoint)["modules"]["model"])
+        elif self.config.init_bundle:
+            init_from_bundle(model, self.config.init_bundle)
         return {"model": model}  # Objective.build() adds the Sparsifier when `sparsity` prunes
 
     def train_dataset(self):
-        rows = read_labels(self.config.data.root, self.config.data.train_split)
-        return SpeechDataset(rows, self.config.features, self.config.data, augment=self.config.data.augment)
+        return SpeechDataset(self.train_rows(), self.config.features, self.config.data,
+                             augment=self.config.data.augment)
 
     def val_dataset(self):
         rows = read_labels(self.config.data.root, self.config.data.val_split)
@@ -228,7 +251,7 @@ class DeepSpeech2Objective(Objective):
                 "prune_logp": beam.prune_logp, "max_chars": beam.max_chars, "engine": d.engine}
 
     def licence(self):
-        voices = sorted({row_voice(r) for r in read_labels(self.config.data.root, self.config.data.train_split)})
+        voices = sorted({row_voice(r) for r in self.train_rows()})
         tools: dict[str, int] = {}
         for voice in voices:
             tool = voice.split(":")[0].split("-")[0]
