@@ -2,6 +2,7 @@
 import dataclasses
 import json
 
+import numpy as np
 import pytest
 
 from training.data.speech import build_speech
@@ -100,8 +101,25 @@ def test_voice_options_change_pitch_and_tempo(tmp_path, name):
     voice = {v.name: v for v in ASR_EXTRA_VOICES}[name]
     if not available(voice):
         pytest.skip(f"{voice.tool} missing")
-    options = (("int_f0_target_mean", "190"), ("duration_stretch", "1.6")) if voice.tool == "flite" \
-        else (("pitch", "150"), ("speed", "60"))
-    plain, sr, _ = synthesize(voice, SENTENCES["train"][0], tmp_path / "plain")
-    slow, _, _ = synthesize(dataclasses.replace(voice, options=options), SENTENCES["train"][0], tmp_path / "slow")
+    pitch, tempo = ((("int_f0_target_mean", "200"),), (("duration_stretch", "1.6"),)) if voice.tool == "flite" \
+        else ((("pitch", "180"),), (("speed", "60"),))
+    say = lambda options, where: synthesize(dataclasses.replace(voice, options=options),  # noqa: E731
+                                            SENTENCES["train"][0], tmp_path / where)[:2]
+    (plain, sr), (high, _), (slow, _) = say((), "plain"), say(pitch, "high"), say(tempo, "slow")
     assert len(slow) > 1.3 * len(plain)  # the tempo option reaches the tool
+    assert _median_f0(high, sr) > 1.25 * _median_f0(plain, sr)  # and so does the pitch option
+
+
+def _median_f0(audio, sr):
+    """Median pitch (Hz) of the voiced 40 ms frames, by autocorrelation over 60-400 Hz."""
+    n, lo, hi = int(0.04 * sr), int(sr / 400), int(sr / 60)
+    f0 = []
+    for start in range(0, len(audio) - n, n // 2):
+        x = audio[start:start + n] - audio[start:start + n].mean()
+        ac = np.correlate(x, x, "full")[n - 1:]
+        if ac[0] <= 0:
+            continue
+        lag = lo + int(np.argmax(ac[lo:hi]))
+        if ac[lag] > 0.5 * ac[0]:  # voiced
+            f0.append(sr / lag)
+    return float(np.median(f0))

@@ -154,3 +154,6 @@ def test_extra_roots_join_training_and_init_bundle_starts_from_its_weights(tmp_p
     wider = dataclasses.replace(config, model=tiny_model_config(rnn_hidden=48))
     with pytest.raises(ValueError, match="model config differs"):
         DeepSpeech2Objective(wider).build_modules()
+    both = dataclasses.replace(config, init_checkpoint=str(tmp_path / "run" / "checkpoints" / "x.pt"))
+    with pytest.raises(ValueError, match="not both"):
+        DeepSpeech2Objective(both).build_modules()

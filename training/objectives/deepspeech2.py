@@ -204,6 +204,8 @@ class DeepSpeech2Objective(Objective):
         if self.config.model.n_mels != self.config.features.n_mels:
             raise ValueError("model.n_mels must equal features.n_mels")
         model = DeepSpeech2(self.config.model)
+        if self.config.init_checkpoint and self.config.init_bundle:
+            raise ValueError("set init_checkpoint or init_bundle, not both")
         if self.config.init_checkpoint:
             model.load_state_dict(load_checkpoint(self.config.init_checkpoint)["modules"]["model"])
         elif self.config.init_bundle:
