@@ -5,7 +5,9 @@ A `Batcher` owns one model's queue. `submit(item)` returns the item's
 result once its batch has run; a full queue raises `QueueFull` (the route
 answers 429 with Retry-After). The batch function runs in the app's thread
 pool (torch releases the GIL), one batch at a time per model: while one
-batch runs, the next one fills up, so batches grow with the load.
+batch runs, the next one fills up, so batches grow with the load. Dispatch
+is eager: what queued during a batch runs as soon as it ends; only a
+request that finds the model idle waits up to `wait_ms` for company.
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ class Batcher:
         self.queue: asyncio.Queue = asyncio.Queue()
         self.pending = 0  # queued + running
         self.last_batch_s = 0.05
+        self.backlog = False  # requests queued while the last batch ran: the next one goes without waiting
         self.task: asyncio.Task | None = None
 
     def retry_after_s(self) -> int:
@@ -51,12 +54,17 @@ class Batcher:
             self.pending -= 1
 
     async def _gather(self) -> list[tuple[Any, asyncio.Future]]:
+        # Eager, as in the paper: requests that queued while the last batch ran go at once. The wait
+        # window is only for a model that was idle, to gather requests that arrive together.
+        eager = self.backlog
         batch = [await self.queue.get()]
         deadline = time.monotonic() + self.wait_s
         while len(batch) < self.max_batch:
             if not self.queue.empty():
                 batch.append(self.queue.get_nowait())
                 continue
+            if eager:
+                break
             left = deadline - time.monotonic()
             if left <= 0:
                 break
@@ -74,6 +82,7 @@ class Batcher:
             start = time.perf_counter()
             results = await loop.run_in_executor(self.executor, self._run_guarded, items)
             self.last_batch_s = time.perf_counter() - start
+            self.backlog = not self.queue.empty()
             if self.on_batch is not None:
                 self.on_batch(len(items), self.last_batch_s)
             for (_, future), result in zip(batch, results):

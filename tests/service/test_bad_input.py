@@ -241,3 +241,31 @@ def test_one_bad_item_does_not_fail_its_batch():
 
     a, bad, c = asyncio.run(scenario())
     assert (a, c) == ("A", "C") and isinstance(bad, ValueError)
+
+
+def test_requests_queued_during_a_batch_go_without_the_wait_window():
+    """Eager dispatch: a lone request waits the window for company; those that queued while a
+    batch ran start as soon as it ends."""
+    async def scenario():
+        sizes, starts = [], []
+
+        def run(items):
+            starts.append(time.monotonic())
+            sizes.append(len(items))
+            time.sleep(0.3)
+            return items
+
+        with ThreadPoolExecutor(2) as pool:
+            batcher = Batcher("t", run, pool, max_batch=8, wait_ms=1000, max_queue=16)
+            t0 = time.monotonic()
+            first = asyncio.ensure_future(batcher.submit("a"))
+            await asyncio.sleep(1.1)  # the lone request's window has passed: its batch runs now
+            rest = [asyncio.ensure_future(batcher.submit(x)) for x in "bcd"]
+            await asyncio.gather(first, *rest)
+            await batcher.drain(5)
+        return sizes, [s - t0 for s in starts]
+
+    sizes, starts = asyncio.run(scenario())
+    assert sizes == [1, 3]
+    assert 0.9 < starts[0] < 1.1  # waited the 1 s window
+    assert starts[1] - starts[0] < 0.5  # 0.3 s of batch, no second window
