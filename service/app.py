@@ -57,13 +57,13 @@ class BodyLimit:
         await self.app(scope, limited, send)
 
 
-
 class RequestContext:
     """ASGI middleware: request id (echoed in `x-request-id`), bearer-token
     auth, metrics and one log line per request, taken at the response head.
     Plain ASGI rather than `@app.middleware("http")`: Starlette's
     BaseHTTPMiddleware runs every request through an extra task and memory
-    stream, a fifth of the event loop's time per transcription under load."""
+    stream; dropping it cut the server's CPU per transcription under load
+    by a fifth (27.4 -> 22 ms, docs/service.md)."""
 
     def __init__(self, app, settings: Settings, metrics: Metrics):
         self.app, self.settings, self.metrics = app, settings, metrics
@@ -74,7 +74,6 @@ class RequestContext:
         headers = dict(scope["headers"])
         request_id = re.sub(r"[^A-Za-z0-9._-]", "", headers.get(b"x-request-id", b"").decode("latin-1"))[:64]
         request_id = request_id or uuid.uuid4().hex[:16]
-        scope.setdefault("state", {})["request_id"] = request_id
         start = time.perf_counter()
         method, path = scope["method"], scope["path"]
         if self.settings.api_keys and path not in OPEN_PATHS:

@@ -244,28 +244,31 @@ def test_one_bad_item_does_not_fail_its_batch():
 
 
 def test_requests_queued_during_a_batch_go_without_the_wait_window():
-    """Eager dispatch: a lone request waits the window for company; those that queued while a
-    batch ran start as soon as it ends."""
+    """Eager dispatch, with a window far longer than the test: a lone request on an idle model
+    waits for company; requests that queued while a batch ran start as soon as it ends."""
     async def scenario():
-        sizes, starts = [], []
+        sizes, release = [], threading.Event()
 
         def run(items):
-            starts.append(time.monotonic())
             sizes.append(len(items))
-            time.sleep(1.0)
+            if len(sizes) == 2:
+                release.wait(30)  # hold the second batch until the third request has queued
             return items
 
         with ThreadPoolExecutor(2) as pool:
-            batcher = Batcher("t", run, pool, max_batch=8, wait_ms=1000, max_queue=16)
-            t0 = time.monotonic()
-            first = asyncio.ensure_future(batcher.submit("a"))
-            await asyncio.sleep(1.5)  # the lone request's window has passed: its batch runs (1.0-2.0 s)
-            rest = [asyncio.ensure_future(batcher.submit(x)) for x in "bcd"]
-            await asyncio.gather(first, *rest)
+            batcher = Batcher("t", run, pool, max_batch=2, wait_ms=600_000, max_queue=16)
+            lone = asyncio.ensure_future(batcher.submit("a"))
+            await asyncio.sleep(0.05)
+            await asyncio.wait_for(asyncio.gather(lone, batcher.submit("b")), 30)  # "a" waited for "b"
+            full = [asyncio.ensure_future(batcher.submit(x)) for x in "cd"]  # a full batch: goes at once
+            while len(sizes) < 2:
+                await asyncio.sleep(0.01)
+            late = asyncio.ensure_future(batcher.submit("e"))  # queues while that batch runs
+            await asyncio.sleep(0.05)
+            release.set()
+            # without eager dispatch "e" would sit out the 10-minute window
+            await asyncio.wait_for(asyncio.gather(*full, late), 30)
             await batcher.drain(5)
-        return sizes, [s - t0 for s in starts]
+        return sizes
 
-    sizes, starts = asyncio.run(scenario())
-    assert sizes == [1, 3]
-    assert starts[0] >= 0.9  # waited the 1 s window
-    assert starts[1] - starts[0] < 1.8  # 1 s of batch and no second window (which would make it 2 s)
+    assert asyncio.run(scenario()) == [2, 2, 1]
