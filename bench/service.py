@@ -13,7 +13,10 @@ the bundles of DIR (default: the shipped bundles/), then:
    two fresh servers loaded in turn (3 rounds of 5 s windows, 1 with
    --quick, so that drifting background load hits both): the ratio of
    completed requests per second (over each window and its drain) is the
-   batching gain, also given per round.
+   batching gain, also given per round. Measured twice: with the lean
+   client of bench/http_load.py (`asr_batching_throughput_gain`: prebuilt
+   requests, so the load generator takes little of the cores the server
+   runs on) and with httpx (`..._httpx`: about 3 ms of client CPU per upload).
 Last line: one JSON object. `--plugin FILE.py` imports a file whose
 `install()` registers extra model types in the server (development only).
 """
@@ -170,6 +173,52 @@ async def load(url: str, seconds: float, clients: int, plan) -> dict:
     return out
 
 
+def asr_throughput(models: Path, plugin: str | None, asr: str, clips: list[bytes], clients: int, seconds: float,
+                   rounds: int, client: str) -> dict:
+    """Transcription only: requests per second with Batch Dispatch and with MAX_BATCH=1, and their ratio.
+
+    Both servers are up at once and loaded in turn over several short windows: the load that other
+    work puts on a shared machine drifts, and alternating spreads the drift over both instead of one.
+    `client`: "lean" (bench/http_load.py, prebuilt requests: the client takes little of the two cores
+    the server runs on) or "httpx" (multipart built per request, about 3 ms of CPU each here)."""
+    from bench.http_load import hammer, multipart, post
+
+    async def asr_only(i, http, out):
+        await asr_once(http, asr, clips[i % len(clips)], out)
+
+    def window(server, length: float) -> dict:
+        if client == "httpx":
+            out = asyncio.run(load(server.url, length, clients, asr_only))
+            return {"done": len(out["asr_ms"]), "elapsed_s": out["elapsed_s"]}
+        fields = {"model": asr, "response_format": "json"}
+        requests = [post("/v1/audio/transcriptions", f"127.0.0.1:{server.port}",
+                         *multipart(fields, "file", "clip.wav", clip)) for clip in clips]
+        out = asyncio.run(hammer("127.0.0.1", server.port, requests, length, clients))
+        return {"done": len(out["ms"]), "elapsed_s": out["elapsed_s"]}
+
+    done = {"batched": 0, "single": 0}
+    spent = {"batched": 0.0, "single": 0.0}
+    ratios = []
+    with Server(models, plugin, SPARSEWAVE_MAX_BATCH="16") as batched, \
+            Server(models, plugin, SPARSEWAVE_MAX_BATCH="1") as single:
+        servers = {"batched": batched, "single": single}
+        for server in servers.values():
+            window(server, 2.0)  # warm-up
+        for r in range(rounds):
+            rate = {}
+            for label in (("batched", "single") if r % 2 == 0 else ("single", "batched")):
+                out = window(servers[label], seconds / rounds)
+                done[label] += out["done"]
+                spent[label] += out["elapsed_s"]
+                rate[label] = out["done"] / out["elapsed_s"]
+            ratios.append(rate["batched"] / max(rate["single"], 1e-9))
+    # completed requests over the time they took, the drain after each window included: dividing by the
+    # nominal window would credit the up to `clients` requests finishing after it, which shrinks the ratio
+    rps = {label: done[label] / spent[label] for label in done}
+    return {"batched": round(rps["batched"], 2), "single": round(rps["single"], 2),
+            "gain": round(rps["batched"] / max(rps["single"], 1e-9), 2), "per_round": [round(x, 2) for x in ratios]}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true")
@@ -232,31 +281,9 @@ def main(argv=None) -> int:
         run = asyncio.run(load(server.url, seconds, args.clients, mixed))
         rss_after = server.rss_mb()
 
-    # Both servers up at once, loaded in turn over several short windows: the load that other work puts
-    # on a shared machine drifts, and alternating spreads the drift over both instead of one.
-    async def asr_only(i, client, out):
-        await asr_once(client, asr, clips[i % len(clips)], out)
-
-    done = {"batched": 0, "single": 0}
-    spent = {"batched": 0.0, "single": 0.0}
     rounds = 1 if args.quick else 3
-    ratios = []
-    with Server(models, args.plugin, SPARSEWAVE_MAX_BATCH="16") as batched, \
-            Server(models, args.plugin, SPARSEWAVE_MAX_BATCH="1") as single:
-        servers = {"batched": batched, "single": single}
-        for server in servers.values():
-            asyncio.run(load(server.url, 2.0, args.clients, asr_only))  # warm-up
-        for r in range(rounds):
-            rate = {}
-            for label in (("batched", "single") if r % 2 == 0 else ("single", "batched")):
-                out = asyncio.run(load(servers[label].url, asr_seconds / rounds, args.clients, asr_only))
-                done[label] += len(out["asr_ms"])
-                spent[label] += out["elapsed_s"]
-                rate[label] = len(out["asr_ms"]) / out["elapsed_s"]
-            ratios.append(rate["batched"] / max(rate["single"], 1e-9))
-    # completed requests over the time they took, the drain after each window included: dividing by the
-    # nominal window would credit the up to `clients` requests finishing after it, which shrinks the ratio
-    throughput = {label: done[label] / spent[label] for label in done}
+    lean = asr_throughput(models, args.plugin, asr, clips, args.clients, asr_seconds, rounds, "lean")
+    slow = asr_throughput(models, args.plugin, asr, clips, args.clients, asr_seconds, rounds, "httpx")
 
     statuses = run["status"]
     result = {
@@ -267,14 +294,16 @@ def main(argv=None) -> int:
         "tts_first_byte_p50_ms": pct(run["tts_first_ms"], 50),
         "tts_first_byte_alone_p50_ms": pct(alone["tts_first_ms"], 50), "asr_requests": len(run["asr_ms"]),
         "asr_clip_s": round(clip_s, 2), "asr_p50_ms": pct(run["asr_ms"], 50), "asr_p99_ms": pct(run["asr_ms"], 99),
-        "asr_rps_batched": round(throughput["batched"], 2), "asr_rps_single": round(throughput["single"], 2),
-        "asr_batching_throughput_gain": round(throughput["batched"] / max(throughput["single"], 1e-9), 2),
-        "asr_batching_gain_per_round": [round(x, 2) for x in ratios],
+        "asr_rps_batched": lean["batched"], "asr_rps_single": lean["single"],
+        "asr_batching_throughput_gain": lean["gain"], "asr_batching_gain_per_round": lean["per_round"],
+        "asr_client": "lean (bench/http_load.py)", "asr_rps_batched_httpx": slow["batched"],
+        "asr_rps_single_httpx": slow["single"], "asr_batching_throughput_gain_httpx": slow["gain"],
+        "asr_batching_gain_per_round_httpx": slow["per_round"],
         "rss_before_mb": round(rss_before, 1), "rss_after_mb": round(rss_after, 1),
         "rss_growth_mb": round(rss_after - rss_before, 1),
     }
     for key in ("requests", "errors_5xx", "tts_p50_ms", "tts_first_byte_p50_ms", "tts_first_byte_alone_p50_ms",
-                "asr_p50_ms", "asr_batching_throughput_gain", "rss_growth_mb"):
+                "asr_p50_ms", "asr_batching_throughput_gain", "asr_batching_throughput_gain_httpx", "rss_growth_mb"):
         print(f"{key:32s} {result[key]}")
     print(json.dumps(result))
     return 0

@@ -76,8 +76,9 @@ class Synthesizer(Protocol):
 class Transcriber(Protocol):
     sample_rate: int
 
-    def transcribe_batch(self, audio: list[np.ndarray]) -> list[Transcript]:
-        """Mono float32 audio at `sample_rate`, one transcript each."""
+    def transcribe_batch(self, audio: list[np.ndarray], words: bool | list[bool] = True) -> list[Transcript]:
+        """Mono float32 audio at `sample_rate`, one transcript each; word timings for all (True), none
+        (False, `words` left empty) or per utterance (a list of flags)."""
 
 
 class PianoTranscriber(Protocol):

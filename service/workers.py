@@ -1,6 +1,7 @@
 """The heavy work behind the routes: one thread pool, a batcher per model.
 
-Recognition goes through `Transcriber.transcribe_batch`; synthesis runtimes
+Recognition goes through `Transcriber.transcribe_batch` (word timings only
+for the requests whose response shows them); synthesis runtimes
 that offer `synthesize_batch(list of (text, voice, speed)) -> list of
 float32 arrays` (the feed-forward ones) are batched the same way when
 `Settings.batch_synthesis` is on; streaming
@@ -61,8 +62,8 @@ class Workers:
 
     def _batch_fn(self, model: LoadedModel):
         runtime = model.runtime
-        if model.task == "asr":
-            return runtime.transcribe_batch
+        if model.task == "asr":  # items: (audio, whether the response needs word timings)
+            return lambda items: runtime.transcribe_batch([a for a, _ in items], words=[w for _, w in items])
         if model.task == "tts" and self.settings.batch_synthesis and hasattr(runtime, "synthesize_batch"):
             return runtime.synthesize_batch
         if model.task == "piano":

@@ -49,7 +49,7 @@ class BeamConfig:
     lm_weight: float = 0.5  # alpha, on natural-log LM probabilities
     word_bonus: float = 1.0  # beta, per word
     prune_logp: float = -10.0  # skip characters less likely than this in a frame
-    max_chars: int = 8
+    max_chars: int = 8  # the most characters tried per frame (flashlight: beam_size_token)
 
 
 @dataclasses.dataclass

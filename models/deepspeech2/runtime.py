@@ -32,7 +32,7 @@ from models.deepspeech2.decode import BeamConfig, beam_search, greedy_labels, la
 from models.deepspeech2.features import LogMel, asr_feature_config
 from models.features import FeatureConfig
 from models.deepspeech2.model import DeepSpeech2
-from models.deepspeech2.text import CHARS, encode
+from models.deepspeech2.text import CHARS, SPACE, encode
 from models.inference import Transcript
 from models.ngram import NGramLM
 
@@ -118,10 +118,11 @@ class DeepSpeech2Transcriber:
             load[g] += len(audio[i])
         return groups
 
-    def _map_groups(self, fn, audio: list[np.ndarray]) -> list:
-        """fn(list of utterances) -> list of results, per group on the worker threads, back in input order."""
+    def _map_groups(self, fn, audio: list[np.ndarray], *per_item: list) -> list:
+        """fn(list of utterances, *their entries of each per_item list) -> list of results, per group on
+        the worker threads, back in input order."""
         groups = self._groups(audio)
-        results = self._pool_map(lambda g: fn([audio[i] for i in g]), groups)
+        results = self._pool_map(lambda g: fn([audio[i] for i in g], *([p[i] for i in g] for p in per_item)), groups)
         out: list = [None] * len(audio)
         for group, res in zip(groups, results):
             for i, r in zip(group, res):
@@ -183,21 +184,28 @@ class DeepSpeech2Transcriber:
         return self._map_groups(self.group_log_probs, audio)
 
     # --- decoding -----------------------------------------------------------------
-    def decode(self, log_probs: np.ndarray, duration_s: float) -> Transcript:
+    def decode(self, log_probs: np.ndarray, duration_s: float, words: bool = True) -> Transcript:
+        """Text, and with `words` the word timings and confidences (a forced alignment: skip it when
+        only the text is wanted)."""
         if self.decoder == "beam":
             labels = beam_search(log_probs, self.lm, self.beam)
         elif self.decoder == "flashlight":
             labels = encode(self.flashlight_texts([log_probs])[0])
         else:
             labels = greedy_labels(log_probs)
-        return Transcript(text=labels_to_text(labels), words=word_timings(log_probs, labels, self.frame_s, duration_s),
-                          duration_s=duration_s)
+        timed = word_timings(log_probs, labels, self.frame_s, duration_s) if words else []
+        return Transcript(text=labels_to_text(labels), words=timed, duration_s=duration_s)
 
     def flashlight_texts(self, probs: list[np.ndarray]) -> list[str]:
         """torchaudio's lexicon beam search (flashlight-text, KenLM) over the bundle's LM vocabulary."""
         texts = []
         for p in probs:
-            emissions = torch.from_numpy(np.ascontiguousarray(p, dtype=np.float32))[None]
+            # One closing frame that is surely a word boundary: with beam_size_token (max_chars) the
+            # boundary token may rank below the top tokens in every frame after the last word, and
+            # the lexicon search would drop that unfinished word. The frame costs no probability.
+            end = np.full((1, p.shape[1]), -1e4, np.float32)
+            end[0, SPACE] = 0.0
+            emissions = torch.from_numpy(np.concatenate([np.asarray(p, np.float32), end]))[None]
             with self._flashlight_lock:  # one search at a time: the decoder object keeps state
                 if self._flashlight is None:
                     self._flashlight = _flashlight_decoder(self.lm, self.lm_path, self.beam)
@@ -205,16 +213,21 @@ class DeepSpeech2Transcriber:
             texts.append(" ".join(hyps[0][0].words) if hyps and hyps[0] else "")
         return texts
 
-    def transcribe_group(self, audio: list[np.ndarray]) -> list[Transcript]:
-        """Utterances transcribed together in the calling thread."""
-        return [self.decode(p, len(a) / self.sample_rate) for p, a in zip(self.group_log_probs(audio), audio)]
+    def transcribe_group(self, audio: list[np.ndarray], words: list[bool] | None = None) -> list[Transcript]:
+        """Utterances transcribed together in the calling thread (word timings for those with words[i])."""
+        words = [True] * len(audio) if words is None else words
+        return [self.decode(p, len(a) / self.sample_rate, w)
+                for p, a, w in zip(self.group_log_probs(audio), audio, words)]
 
     def transcribe(self, audio: np.ndarray) -> Transcript:
         """One utterance, in the calling thread."""
         return self.transcribe_group([audio])[0]
 
-    def transcribe_batch(self, audio: list[np.ndarray]) -> list[Transcript]:
-        return self._map_groups(self.transcribe_group, audio)
+    def transcribe_batch(self, audio: list[np.ndarray], words: bool | list[bool] = True) -> list[Transcript]:
+        want = [words] * len(audio) if isinstance(words, bool) else list(words)
+        if len(want) != len(audio):
+            raise ValueError(f"words: {len(want)} flags for {len(audio)} utterances")
+        return self._map_groups(self.transcribe_group, audio, want)
 
     @property
     def can_stream(self) -> bool:
@@ -343,7 +356,10 @@ def _flashlight_decoder(lm: NGramLM, lm_path, beam: BeamConfig):
     lexicon.write_text("".join(f"{w}\t{' '.join(w)} |\n" for w in words))
     tokens = ["-", "|", *CHARS[1:]]  # blank, word boundary (our space), apostrophe, a-z: our label order
     # KenLM scores in log10; lm_weight is defined on natural logs (our beam search).
+    # beam_size_token: the top max_chars tokens per frame, as in our beam search (all 29 cost 1.9x the
+    # time for the same valid and test WER: docs/deepspeech2.md, Decoding speed)
     return ctc_decoder(lexicon=str(lexicon), tokens=tokens, lm=str(lm_path), beam_size=beam.beam_size,
+                       beam_size_token=beam.max_chars or None,
                        lm_weight=beam.lm_weight * math.log(10), word_score=beam.word_bonus, blank_token="-",
                        sil_token="|", unk_word="<unk>")
 

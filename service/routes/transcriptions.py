@@ -24,6 +24,7 @@ from service.routes.common import lookup_model, queue_full, read_upload, require
 
 router = APIRouter()
 STREAM_CHUNK_S = 0.5  # audio fed to a streaming model per step
+WITHOUT_WORDS = ("json", "text")  # formats that show no word or segment times: no forced alignment for them
 
 
 @router.post("/v1/audio/transcriptions", dependencies=[Depends(require_multipart)])
@@ -53,7 +54,7 @@ async def transcriptions(
         return streamed(request, loaded, wave)
     start = time.perf_counter()
     try:
-        transcript = await workers.batched(loaded, wave)
+        transcript = await workers.batched(loaded, (wave, response_format not in WITHOUT_WORDS))
     except QueueFull as exc:
         raise queue_full(request, exc, loaded.name) from None
     metrics.observe_work(loaded.name, "asr", time.perf_counter() - start, len(wave) / rate)

@@ -243,3 +243,19 @@ def test_flashlight_decoder_reads_the_same_lm(tmp_path):
     assert transcriber.flashlight_texts([lp]) == ["the cat sat on the mat"]
     result = transcriber.decode(lp, len(lp) * 0.02)
     assert result.text == "the cat sat on the mat" and len(result.words) == 6
+
+
+def test_word_timings_only_for_the_utterances_that_ask():
+    model = settled(DeepSpeech2(tiny_config()))
+    transcriber = DeepSpeech2Transcriber(model, asr_feature_config(n_mels=16), decoder="greedy", threads=2)
+    g = np.random.default_rng(1)
+    audio = [(g.standard_normal(n) * 0.1).astype(np.float32) for n in (4000, 9000, 2500, 7000, 5100)]
+    full = transcriber.transcribe_batch(audio)
+    assert all(t.words for t in full)  # the untrained model still says something: timings to compare
+    flags = [True, False, True, False, False]
+    mixed = transcriber.transcribe_batch(audio, words=flags)
+    assert [t.text for t in mixed] == [t.text for t in full]
+    assert [t.words for t in mixed] == [t.words if f else [] for t, f in zip(full, flags)]
+    assert all(t.words == [] for t in transcriber.transcribe_batch(audio, words=False))
+    with pytest.raises(ValueError, match="2 flags for 5"):
+        transcriber.transcribe_batch(audio, words=[True, False])
