@@ -186,13 +186,13 @@ def asr_throughput(models: Path, plugin: str | None, asr: str, clips: list[bytes
     async def asr_only(i, http, out):
         await asr_once(http, asr, clips[i % len(clips)], out)
 
+    bodies = [multipart({"model": asr, "response_format": "json"}, "file", "clip.wav", clip) for clip in clips]
+
     def window(server, length: float) -> dict:
         if client == "httpx":
             out = asyncio.run(load(server.url, length, clients, asr_only))
             return {"done": len(out["asr_ms"]), "elapsed_s": out["elapsed_s"]}
-        fields = {"model": asr, "response_format": "json"}
-        requests = [post("/v1/audio/transcriptions", f"127.0.0.1:{server.port}",
-                         *multipart(fields, "file", "clip.wav", clip)) for clip in clips]
+        requests = [post("/v1/audio/transcriptions", f"127.0.0.1:{server.port}", *body) for body in bodies]
         out = asyncio.run(hammer("127.0.0.1", server.port, requests, length, clients))
         return {"done": len(out["ms"]), "elapsed_s": out["elapsed_s"]}
 

@@ -356,8 +356,8 @@ def _flashlight_decoder(lm: NGramLM, lm_path, beam: BeamConfig):
     lexicon.write_text("".join(f"{w}\t{' '.join(w)} |\n" for w in words))
     tokens = ["-", "|", *CHARS[1:]]  # blank, word boundary (our space), apostrophe, a-z: our label order
     # KenLM scores in log10; lm_weight is defined on natural logs (our beam search).
-    # beam_size_token: the top max_chars tokens per frame, as in our beam search (all 29 cost 1.9x the
-    # time for the same valid and test WER: docs/deepspeech2.md, Decoding speed)
+    # beam_size_token: the top max_chars tokens per frame, as in our beam search (all 29 take about 2.2x
+    # the time for the same valid and test WER: docs/deepspeech2.md, "Token beam and the closing frame")
     return ctc_decoder(lexicon=str(lexicon), tokens=tokens, lm=str(lm_path), beam_size=beam.beam_size,
                        beam_size_token=beam.max_chars or None,
                        lm_weight=beam.lm_weight * math.log(10), word_score=beam.word_bonus, blank_token="-",
