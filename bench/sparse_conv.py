@@ -34,6 +34,10 @@ SPARSE_BUNDLES = {
     "gan_tts": ("bundles/gan-tts-default", {"90": "bundles/gan-tts-sparse90", "74": "runs/gan-tts-sparse74-bundle"}),
     "onsets_frames": ("bundles/onsets-frames-default", {"90": "bundles/onsets-frames-sparse90", "70": "runs/onsets-frames-sparse70-bundle"}),
 }
+# A narrower dense model trained as the control of about the sparse model's speed (issue 13:
+# "no worse quality than the dense model of the same speed"); timed on its shipped engine and
+# on the packed runtime when its bundle exists.
+DENSE_CONTROLS = {"gan_tts": "runs/gan-tts-narrow-bundle"}
 # Models whose own bench module times dense against sparse (each returns the
 # `<model>_sparse_realtime_factor` / `<model>_dense_realtime_factor` keys; {} without its bundles).
 OWN_ROWS = {"eats": ("bench.eats", "eats_rows"), "parallel_wavenet": ("bench.parallel_wavenet", "parallel_wavenet_rows")}
@@ -198,6 +202,11 @@ def model_rows(threads: int, quick: bool, keys: list[str]) -> dict:
         fns["dense_torch"], audio["dense_torch"] = TIMERS[key](dense_path, seconds, threads, "torch")
         if key in PACKED_ENGINE:  # the dense weights on the sparse models' runtime: what sparsity itself buys
             fns["dense_packed"], audio["dense_packed"] = TIMERS[key](dense_path, seconds, threads, "packed")
+        control = DENSE_CONTROLS.get(key)
+        if control and (Path(control) / "manifest.json").exists():
+            fns["narrow"], audio["narrow"] = TIMERS[key](control, seconds, threads)
+            if key in PACKED_ENGINE:
+                fns["narrow_packed"], audio["narrow_packed"] = TIMERS[key](control, seconds, threads, "packed")
         times, _ = rounds(fns, n_rounds, calls)
         rtf = {label: audio[label] / t for label, t in times.items()}
         best = max(present)
@@ -206,11 +215,15 @@ def model_rows(threads: int, quick: bool, keys: list[str]) -> dict:
         if "dense_packed" in rtf:
             out[f"{key}_dense_packed_realtime_factor"] = round(rtf["dense_packed"], 2)
         out[f"{key}_sparse_realtime_factor"] = round(rtf[f"sparse{best}"], 2)
+        for label in ("narrow", "narrow_packed"):
+            if label in rtf:
+                out[f"{key}_dense_{label}_realtime_factor"] = round(rtf[label], 2)
         for s in present:
             out[f"{key}_sparse{s}_realtime_factor"] = round(rtf[f"sparse{s}"], 2)
         packed = f", packed runtime {rtf['dense_packed']:.1f}x" if "dense_packed" in rtf else ""
         print(f"{key}: dense {rtf['dense']:.1f}x real time ({dense_path}, torch eager {rtf['dense_torch']:.1f}x{packed}); "
-              + ", ".join(f"{s}% sparse {rtf[f'sparse{s}']:.1f}x ({present[s]})" for s in present))
+              + ", ".join(f"{s}% sparse {rtf[f'sparse{s}']:.1f}x ({present[s]})" for s in present)
+              + (f"; narrow dense control {rtf['narrow']:.1f}x ({control})" if "narrow" in rtf else ""))
     return out
 
 
