@@ -34,9 +34,9 @@ SPARSE_BUNDLES = {
     "gan_tts": ("bundles/gan-tts-default", {"90": "bundles/gan-tts-sparse90", "74": "runs/gan-tts-sparse74-bundle"}),
     "onsets_frames": ("bundles/onsets-frames-default", {"90": "bundles/onsets-frames-sparse90", "70": "runs/onsets-frames-sparse70-bundle"}),
 }
-# A narrower dense model trained as the control of about the sparse model's speed (issue 13:
-# "no worse quality than the dense model of the same speed"); timed on its shipped engine and
-# on the packed runtime when its bundle exists.
+# A narrower dense model trained as the sparse model's control (issue 13: "no worse quality than
+# the dense model of the same speed"); timed on its shipped engine and on the packed runtime
+# when its bundle exists (docs/sparse_conv.md, "The dense model of the same speed").
 DENSE_CONTROLS = {"gan_tts": "runs/gan-tts-narrow-bundle"}
 # Models whose own bench module times dense against sparse (each returns the
 # `<model>_sparse_realtime_factor` / `<model>_dense_realtime_factor` keys; {} without its bundles).
